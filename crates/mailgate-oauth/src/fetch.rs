@@ -1,0 +1,138 @@
+//! The token request of the client credentials flow and the parsing of its answer.
+
+use std::time::Duration;
+
+use mailgate_core::model::{OAuthClient, Secret};
+
+use crate::error::{ProviderError, TokenError};
+
+/// A token as the endpoint issued it.
+#[derive(Debug, Clone)]
+pub struct IssuedToken {
+    pub access_token: Secret,
+    pub expires_in: Duration,
+}
+
+/// Requests a token with a client secret (`grant_type=client_credentials`).
+pub async fn client_credentials(
+    http: &reqwest::Client,
+    client: &OAuthClient,
+    secret: &Secret,
+) -> Result<IssuedToken, TokenError> {
+    let url = client.resolved_token_url();
+    if url.is_empty() {
+        return Err(TokenError::Config("the OAuth client has no token URL".into()));
+    }
+    if client.token_url.contains("{tenant}") && client.tenant.as_deref().unwrap_or("").is_empty() {
+        return Err(TokenError::Config("the token URL needs a tenant, but the OAuth client has none".into()));
+    }
+    let scope = client.scopes.join(" ");
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("client_id", client.client_id.as_str()),
+        ("client_secret", secret.expose()),
+        ("scope", scope.as_str()),
+    ];
+    let body = serde_urlencoded_form(&form);
+    let response = http
+        .post(&url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("accept", "application/json")
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| TokenError::Network(describe_reqwest(&e)))?;
+    let status = response.status().as_u16();
+    let text = response.text().await.map_err(|e| TokenError::Network(describe_reqwest(&e)))?;
+    if !(200..300).contains(&status) {
+        return Err(TokenError::Provider(ProviderError::from_response(status, &text)));
+    }
+    parse_success(&text)
+}
+
+fn parse_success(text: &str) -> Result<IssuedToken, TokenError> {
+    #[derive(serde::Deserialize)]
+    struct Body {
+        access_token: String,
+        #[serde(default)]
+        token_type: Option<String>,
+        expires_in: Option<serde_json::Value>,
+    }
+    let body: Body = serde_json::from_str(text)
+        .map_err(|e| TokenError::InvalidResponse(format!("not a token response ({e})")))?;
+    if let Some(t) = &body.token_type {
+        if !t.eq_ignore_ascii_case("bearer") {
+            return Err(TokenError::InvalidResponse(format!("token type '{t}' is not Bearer")));
+        }
+    }
+    // Microsoft sends a number, some providers a string; assume an hour when absent.
+    let secs = match body.expires_in {
+        Some(serde_json::Value::Number(n)) => n.as_u64().unwrap_or(3600),
+        Some(serde_json::Value::String(s)) => s.parse().unwrap_or(3600),
+        _ => 3600,
+    };
+    if body.access_token.is_empty() {
+        return Err(TokenError::InvalidResponse("empty access token".into()));
+    }
+    Ok(IssuedToken { access_token: Secret::new(body.access_token), expires_in: Duration::from_secs(secs) })
+}
+
+/// `application/x-www-form-urlencoded` encoding of the form fields.
+fn serde_urlencoded_form(fields: &[(&str, &str)]) -> String {
+    fn encode(s: &str) -> String {
+        let mut out = String::with_capacity(s.len());
+        for b in s.bytes() {
+            match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => out.push(b as char),
+                b' ' => out.push('+'),
+                _ => out.push_str(&format!("%{b:02X}")),
+            }
+        }
+        out
+    }
+    fields.iter().map(|(k, v)| format!("{}={}", encode(k), encode(v))).collect::<Vec<_>>().join("&")
+}
+
+/// A reqwest error without the URL's query (never holds secrets here, but stays short).
+fn describe_reqwest(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else {
+        "request failed"
+    };
+    let mut text = kind.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_microsoft_success_and_errors() {
+        let t = parse_success(r#"{"token_type":"Bearer","expires_in":3599,"ext_expires_in":3599,"access_token":"eyJ.x.y"}"#).unwrap();
+        assert_eq!(t.expires_in, Duration::from_secs(3599));
+        let e = ProviderError::from_response(
+            401,
+            r#"{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided.","error_codes":[7000215],"trace_id":"t1","correlation_id":"c1"}"#,
+        );
+        let err = TokenError::Provider(e);
+        assert!(!err.is_temporary());
+        let text = err.to_string();
+        assert!(text.contains("AADSTS7000215") && text.contains("Value") && text.contains("t1"), "{text}");
+        assert!(TokenError::Provider(ProviderError::from_response(503, "oops")).is_temporary());
+    }
+
+    #[test]
+    fn encodes_form_fields() {
+        assert_eq!(serde_urlencoded_form(&[("a", "x y/+")]), "a=x+y%2F%2B");
+    }
+}

@@ -1,0 +1,197 @@
+//! mailgate's storage.
+//!
+//! [`Store`] is the one backend-neutral interface the rest of mailgate uses (held as
+//! `Arc<dyn Store>`); [`sqlite::SqliteStore`] implements it on an embedded SQLite file in WAL
+//! mode. [`vault::Vault`] encrypts secrets at rest with the master key. Migrations live in
+//! `migrations/<backend>/` and are applied by [`migrate`], never edited once released.
+//!
+//! Work is claimed with leases (`locked_by`, `locked_until`) in single statements, so that a
+//! process that dies mid-send has its mails taken over once the lease lapses.
+
+pub mod migrate;
+pub mod sqlite;
+pub mod vault;
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use mailgate_core::Millis;
+use mailgate_core::model::{
+    Account, ApiKey, Attempt, AttemptOutcome, AttachmentSummary, Direction, Mail, MailStatus, OAuthClient,
+    TrafficEntry,
+};
+
+pub use sqlite::SqliteStore;
+pub use vault::Vault;
+
+/// What can go wrong in the store; callers act on the variant.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("stored data is inconsistent: {0}")]
+    Corrupt(String),
+    #[error("database error while {context}: {source}")]
+    Database {
+        context: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Attaches a description of what was being done to a database error.
+pub(crate) trait Context<T> {
+    fn ctx(self, context: &'static str) -> Result<T>;
+}
+
+impl<T> Context<T> for std::result::Result<T, sqlx::Error> {
+    fn ctx(self, context: &'static str) -> Result<T> {
+        self.map_err(|source| StoreError::Database { context, source })
+    }
+}
+
+/// One page of a list, with the total number of matching rows.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub total: i64,
+}
+
+/// A mail to add to the spool.
+#[derive(Debug, Clone)]
+pub struct NewMail {
+    pub id: String,
+    pub account_id: String,
+    pub api_key_id: Option<String>,
+    pub message_id: String,
+    pub envelope_from: String,
+    pub recipients: Vec<String>,
+    pub header_from: String,
+    pub to_display: String,
+    pub cc_display: String,
+    pub subject: String,
+    pub attachments: Vec<AttachmentSummary>,
+    pub raw: Vec<u8>,
+    pub idempotency_key: Option<String>,
+    pub now: Millis,
+}
+
+/// Whether `insert_mail` stored a new mail or found one with the same idempotency key.
+#[derive(Debug, Clone)]
+pub enum Inserted {
+    Created(Mail),
+    Existing(Mail),
+}
+
+/// Filters for listing spooled mails.
+#[derive(Debug, Clone, Default)]
+pub struct MailFilter {
+    pub status: Option<MailStatus>,
+    pub account_id: Option<String>,
+    pub api_key_id: Option<String>,
+    /// Substring search over addresses and subject.
+    pub query: Option<String>,
+    pub since: Option<Millis>,
+    pub until: Option<Millis>,
+    pub limit: u32,
+    pub offset: u64,
+}
+
+/// Filters for listing the traffic log.
+#[derive(Debug, Clone, Default)]
+pub struct TrafficFilter {
+    pub direction: Option<Direction>,
+    pub account_name: Option<String>,
+    pub query: Option<String>,
+    pub since: Option<Millis>,
+    pub until: Option<Millis>,
+    pub limit: u32,
+    pub offset: u64,
+}
+
+/// What happened to a claimed mail, as the spool worker decided it.
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    pub mail_id: String,
+    pub at: Millis,
+    pub outcome: AttemptOutcome,
+    pub error: Option<String>,
+    pub reply: Option<String>,
+    pub duration_ms: i64,
+    /// The status the mail moves to (`sent`, `queued` for a retry, `failed`).
+    pub new_status: MailStatus,
+    pub next_attempt_at: Millis,
+    /// Recipients still to deliver, when some were accepted and others deferred.
+    pub remaining_recipients: Option<Vec<String>>,
+    /// Whether this attempt counts toward the attempt limit (a crash-recovered claim does not).
+    pub counts: bool,
+}
+
+/// The storage interface of mailgate.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Checks that the database answers.
+    async fn ping(&self) -> Result<()>;
+
+    async fn list_oauth_clients(&self) -> Result<Vec<OAuthClient>>;
+    /// By id or by name.
+    async fn get_oauth_client(&self, key: &str) -> Result<OAuthClient>;
+    async fn insert_oauth_client(&self, client: &OAuthClient) -> Result<()>;
+    async fn update_oauth_client(&self, client: &OAuthClient) -> Result<()>;
+    async fn delete_oauth_client(&self, id: &str) -> Result<()>;
+
+    async fn list_accounts(&self) -> Result<Vec<Account>>;
+    /// By id or by name.
+    async fn get_account(&self, key: &str) -> Result<Account>;
+    async fn insert_account(&self, account: &Account) -> Result<()>;
+    async fn update_account(&self, account: &Account) -> Result<()>;
+    async fn delete_account(&self, id: &str) -> Result<()>;
+    /// Records the latest success (`error` = None) or failure of an account.
+    async fn record_account_health(&self, id: &str, at: Millis, error: Option<&str>) -> Result<()>;
+
+    async fn insert_mail(&self, mail: &NewMail) -> Result<Inserted>;
+    async fn get_mail(&self, id: &str) -> Result<Mail>;
+    async fn get_mail_raw(&self, id: &str) -> Result<Vec<u8>>;
+    async fn list_mails(&self, filter: &MailFilter) -> Result<Page<Mail>>;
+    async fn list_attempts(&self, mail_id: &str) -> Result<Vec<Attempt>>;
+    /// Claims up to `limit` due mails of one account for `owner` until `now + lease_ms`:
+    /// queued mails whose time has come, and mails whose previous lease lapsed.
+    async fn claim_mails(&self, owner: &str, now: Millis, lease_ms: i64, limit: u32) -> Result<Vec<Mail>>;
+    /// Records the outcome of attempts made under `owner`'s lease (others are ignored: the
+    /// lease was lost and another worker owns the mail now).
+    async fn finish_attempts(&self, owner: &str, records: &[AttemptRecord]) -> Result<()>;
+    /// Gives back every mail `owner` holds without recording an attempt.
+    async fn release_claims(&self, owner: &str) -> Result<u64>;
+    /// The earliest time a queued mail becomes due, or a held lease lapses.
+    async fn next_due_at(&self) -> Result<Option<Millis>>;
+    /// Queues a failed (or waiting) mail for an immediate new try with a fresh attempt count.
+    async fn retry_mail(&self, id: &str, now: Millis) -> Result<Mail>;
+    async fn delete_mail(&self, id: &str) -> Result<()>;
+    async fn count_mails_by_status(&self) -> Result<Vec<(MailStatus, i64)>>;
+
+    async fn list_traffic(&self, filter: &TrafficFilter) -> Result<Page<TrafficEntry>>;
+    async fn purge_traffic(&self, before: Millis) -> Result<u64>;
+
+    async fn insert_api_key(&self, key: &ApiKey, hash: &str) -> Result<()>;
+    /// The key with this hash, if it exists and is not revoked; marks it used.
+    async fn authenticate_api_key(&self, hash: &str, now: Millis) -> Result<Option<ApiKey>>;
+    async fn list_api_keys(&self) -> Result<Vec<ApiKey>>;
+    async fn revoke_api_key(&self, id: &str, now: Millis) -> Result<()>;
+
+    async fn get_settings(&self) -> Result<BTreeMap<String, String>>;
+    /// Sets (or with `None` removes) one setting.
+    async fn put_setting(&self, key: &str, value: Option<&str>) -> Result<()>;
+}
+
+/// Opens the store a database URL names (`sqlite://path` or a bare path).
+pub async fn connect(url: &str) -> anyhow::Result<std::sync::Arc<dyn Store>> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        anyhow::bail!("PostgreSQL support is not built into this version yet (use SQLite)");
+    }
+    let store = SqliteStore::open(url).await?;
+    Ok(std::sync::Arc::new(store))
+}

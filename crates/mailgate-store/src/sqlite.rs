@@ -1,0 +1,864 @@
+//! The SQLite implementation of [`Store`]: one file, WAL journal, a busy timeout, foreign keys.
+
+use std::collections::BTreeMap;
+use std::str::FromStr as _;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use mailgate_core::Millis;
+use mailgate_core::model::*;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{Row as _, SqlitePool};
+
+use crate::{
+    AttemptRecord, Context as _, Inserted, MailFilter, NewMail, Page, Result, Store, StoreError, TrafficFilter,
+};
+
+/// mailgate's store on an embedded SQLite database.
+#[derive(Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating when missing) the database at `url` (`sqlite://path`, `sqlite:path` or a
+    /// bare path) and applies pending migrations.
+    pub async fn open(url: &str) -> anyhow::Result<SqliteStore> {
+        use anyhow::Context as _;
+        let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
+        let path = path.split('?').next().unwrap_or(path);
+        if let Some(parent) = std::path::Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        }
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))
+            .with_context(|| format!("invalid SQLite path {path}"))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await
+            .with_context(|| format!("opening SQLite database {path}"))?;
+        crate::migrate::run_sqlite(&pool).await?;
+        Ok(SqliteStore { pool })
+    }
+
+    /// Whether all migrations are applied (for readiness checks).
+    pub async fn is_current(&self) -> bool {
+        crate::migrate::is_current_sqlite(&self.pool).await
+    }
+}
+
+fn json_list(v: &[String]) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+fn parse_enum<T>(text: &str, parse: fn(&str) -> Option<T>, what: &str) -> Result<T> {
+    parse(text).ok_or_else(|| StoreError::Corrupt(format!("unknown {what} '{text}'")))
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+fn is_fk_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.is_foreign_key_violation())
+}
+
+fn oauth_client_from_row(r: &SqliteRow) -> Result<OAuthClient> {
+    Ok(OAuthClient {
+        id: r.get("id"),
+        name: r.get("name"),
+        template: r.get("template"),
+        tenant: r.get("tenant"),
+        client_id: r.get("client_id"),
+        secret: r.get::<Option<String>, _>("secret").map(Sealed),
+        secret_updated_at: r.get("secret_updated_at"),
+        scopes: parse_json(&r.get::<String, _>("scopes"), "scopes")?,
+        token_url: r.get("token_url"),
+        expires_on: r.get("expires_on"),
+        comment: r.get("comment"),
+        created_at: r.get("created_at"),
+        updated_at: r.get("updated_at"),
+    })
+}
+
+fn account_from_row(r: &SqliteRow) -> Result<Account> {
+    Ok(Account {
+        id: r.get("id"),
+        name: r.get("name"),
+        protocol: parse_enum(&r.get::<String, _>("protocol"), Protocol::parse, "protocol")?,
+        auth: parse_enum(&r.get::<String, _>("auth"), AuthMethod::parse, "auth method")?,
+        username: r.get("username"),
+        password: r.get::<Option<String>, _>("password").map(Sealed),
+        password_updated_at: r.get("password_updated_at"),
+        oauth_client_id: r.get("oauth_client_id"),
+        send_address: r.get("send_address"),
+        send_name: r.get("send_name"),
+        connection: parse_enum(&r.get::<String, _>("connection"), Connection::parse, "connection")?,
+        host: r.get("host"),
+        port: u16::try_from(r.get::<i64, _>("port")).map_err(|_| StoreError::Corrupt("port".into()))?,
+        imap_folder: r.get("imap_folder"),
+        after_retrieval: parse_enum(&r.get::<String, _>("after_retrieval"), AfterRetrieval::parse, "after_retrieval")?,
+        move_folder: r.get("move_folder"),
+        poll_interval_secs: r.get::<i64, _>("poll_interval_secs") as u32,
+        idle: r.get("idle"),
+        max_sessions: r.get::<i64, _>("max_sessions") as u32,
+        enabled: r.get("enabled"),
+        comment: r.get("comment"),
+        last_success_at: r.get("last_success_at"),
+        last_error: r.get("last_error"),
+        last_error_at: r.get("last_error_at"),
+        created_at: r.get("created_at"),
+        updated_at: r.get("updated_at"),
+    })
+}
+
+const MAIL_COLUMNS: &str = "m.id, m.account_id, a.name AS account_name, m.api_key_id, m.message_id, \
+    m.envelope_from, m.recipients, m.header_from, m.to_display, m.cc_display, m.subject, m.attachments, m.size, \
+    m.status, m.attempts, m.next_attempt_at, m.last_error, m.server_reply, m.idempotency_key, m.created_at, \
+    m.updated_at, m.sent_at";
+
+fn mail_from_row(r: &SqliteRow) -> Result<Mail> {
+    Ok(Mail {
+        id: r.get("id"),
+        account_id: r.get("account_id"),
+        account_name: r.get("account_name"),
+        api_key_id: r.get("api_key_id"),
+        message_id: r.get("message_id"),
+        envelope_from: r.get("envelope_from"),
+        recipients: parse_json(&r.get::<String, _>("recipients"), "recipients")?,
+        header_from: r.get("header_from"),
+        to_display: r.get("to_display"),
+        cc_display: r.get("cc_display"),
+        subject: r.get("subject"),
+        attachments: parse_json(&r.get::<String, _>("attachments"), "attachments")?,
+        size: r.get("size"),
+        status: parse_enum(&r.get::<String, _>("status"), MailStatus::parse, "mail status")?,
+        attempts: r.get::<i64, _>("attempts") as u32,
+        next_attempt_at: r.get("next_attempt_at"),
+        last_error: r.get("last_error"),
+        server_reply: r.get("server_reply"),
+        idempotency_key: r.get("idempotency_key"),
+        created_at: r.get("created_at"),
+        updated_at: r.get("updated_at"),
+        sent_at: r.get("sent_at"),
+    })
+}
+
+fn traffic_from_row(r: &SqliteRow) -> Result<TrafficEntry> {
+    Ok(TrafficEntry {
+        id: r.get("id"),
+        direction: parse_enum(&r.get::<String, _>("direction"), Direction::parse, "direction")?,
+        account_name: r.get("account_name"),
+        mail_id: r.get("mail_id"),
+        message_id: r.get("message_id"),
+        from: r.get("from_addr"),
+        to: r.get("to_addrs"),
+        cc: r.get("cc_addrs"),
+        subject: r.get("subject"),
+        attachments: parse_json(&r.get::<String, _>("attachments"), "attachments")?,
+        size: r.get("size"),
+        at: r.get("at"),
+    })
+}
+
+fn api_key_from_row(r: &SqliteRow) -> ApiKey {
+    ApiKey {
+        id: r.get("id"),
+        name: r.get("name"),
+        prefix: r.get("prefix"),
+        admin: r.get("admin"),
+        created_at: r.get("created_at"),
+        last_used_at: r.get("last_used_at"),
+        revoked_at: r.get("revoked_at"),
+    }
+}
+
+/// `%text%` for LIKE with the wildcards in `text` escaped.
+fn like_pattern(text: &str) -> String {
+    let escaped = text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
+/// A WHERE clause built from optional conditions, with its bind values in order.
+#[derive(Default)]
+struct Conditions {
+    sql: Vec<&'static str>,
+    binds: Vec<Bind>,
+}
+
+enum Bind {
+    Text(String),
+    Int(i64),
+}
+
+impl Conditions {
+    fn push(&mut self, sql: &'static str, binds: impl IntoIterator<Item = Bind>) {
+        self.sql.push(sql);
+        self.binds.extend(binds);
+    }
+
+    fn clause(&self) -> String {
+        if self.sql.is_empty() { String::new() } else { format!(" WHERE {}", self.sql.join(" AND ")) }
+    }
+
+    fn bind<'q>(
+        &'q self,
+        mut q: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+    ) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
+        for b in &self.binds {
+            q = match b {
+                Bind::Text(s) => q.bind(s.as_str()),
+                Bind::Int(i) => q.bind(*i),
+            };
+        }
+        q
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.ctx("checking the database")?;
+        Ok(())
+    }
+
+    async fn list_oauth_clients(&self) -> Result<Vec<OAuthClient>> {
+        let rows = sqlx::query("SELECT * FROM oauth_clients ORDER BY name")
+            .fetch_all(&self.pool)
+            .await
+            .ctx("listing OAuth clients")?;
+        rows.iter().map(oauth_client_from_row).collect()
+    }
+
+    async fn get_oauth_client(&self, key: &str) -> Result<OAuthClient> {
+        let row = sqlx::query("SELECT * FROM oauth_clients WHERE id = ? OR name = ? ORDER BY id = ? DESC LIMIT 1")
+            .bind(key)
+            .bind(key)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .ctx("reading an OAuth client")?;
+        oauth_client_from_row(&row.ok_or_else(|| StoreError::NotFound(format!("OAuth client '{key}'")))?)
+    }
+
+    async fn insert_oauth_client(&self, c: &OAuthClient) -> Result<()> {
+        let r = sqlx::query(
+            "INSERT INTO oauth_clients (id, name, template, tenant, client_id, secret, secret_updated_at, scopes, \
+             token_url, expires_on, comment, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        )
+        .bind(&c.id)
+        .bind(&c.name)
+        .bind(&c.template)
+        .bind(&c.tenant)
+        .bind(&c.client_id)
+        .bind(c.secret.as_ref().map(|s| s.0.as_str()))
+        .bind(c.secret_updated_at)
+        .bind(json_list(&c.scopes))
+        .bind(&c.token_url)
+        .bind(&c.expires_on)
+        .bind(&c.comment)
+        .bind(c.created_at)
+        .bind(c.updated_at)
+        .execute(&self.pool)
+        .await;
+        match r {
+            Err(e) if is_unique_violation(&e) => {
+                Err(StoreError::Conflict(format!("an OAuth client named '{}' exists already", c.name)))
+            }
+            r => r.map(|_| ()).ctx("inserting an OAuth client"),
+        }
+    }
+
+    async fn update_oauth_client(&self, c: &OAuthClient) -> Result<()> {
+        let r = sqlx::query(
+            "UPDATE oauth_clients SET name=?, template=?, tenant=?, client_id=?, secret=?, secret_updated_at=?, \
+             scopes=?, token_url=?, expires_on=?, comment=?, updated_at=? WHERE id=?",
+        )
+        .bind(&c.name)
+        .bind(&c.template)
+        .bind(&c.tenant)
+        .bind(&c.client_id)
+        .bind(c.secret.as_ref().map(|s| s.0.as_str()))
+        .bind(c.secret_updated_at)
+        .bind(json_list(&c.scopes))
+        .bind(&c.token_url)
+        .bind(&c.expires_on)
+        .bind(&c.comment)
+        .bind(c.updated_at)
+        .bind(&c.id)
+        .execute(&self.pool)
+        .await;
+        match r {
+            Err(e) if is_unique_violation(&e) => {
+                Err(StoreError::Conflict(format!("an OAuth client named '{}' exists already", c.name)))
+            }
+            Ok(done) if done.rows_affected() == 0 => Err(StoreError::NotFound(format!("OAuth client '{}'", c.id))),
+            r => r.map(|_| ()).ctx("updating an OAuth client"),
+        }
+    }
+
+    async fn delete_oauth_client(&self, id: &str) -> Result<()> {
+        let users: Vec<String> = sqlx::query_scalar("SELECT name FROM accounts WHERE oauth_client_id = ?")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await
+            .ctx("checking OAuth client use")?;
+        if !users.is_empty() {
+            return Err(StoreError::Conflict(format!("the OAuth client is used by accounts: {}", users.join(", "))));
+        }
+        let done = sqlx::query("DELETE FROM oauth_clients WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .ctx("deleting an OAuth client")?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("OAuth client '{id}'")));
+        }
+        Ok(())
+    }
+
+    async fn list_accounts(&self) -> Result<Vec<Account>> {
+        let rows = sqlx::query("SELECT * FROM accounts ORDER BY name")
+            .fetch_all(&self.pool)
+            .await
+            .ctx("listing accounts")?;
+        rows.iter().map(account_from_row).collect()
+    }
+
+    async fn get_account(&self, key: &str) -> Result<Account> {
+        let row = sqlx::query("SELECT * FROM accounts WHERE id = ? OR name = ? ORDER BY id = ? DESC LIMIT 1")
+            .bind(key)
+            .bind(key)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .ctx("reading an account")?;
+        account_from_row(&row.ok_or_else(|| StoreError::NotFound(format!("account '{key}'")))?)
+    }
+
+    async fn insert_account(&self, a: &Account) -> Result<()> {
+        let r = sqlx::query(
+            "INSERT INTO accounts (id, name, protocol, auth, username, password, password_updated_at, \
+             oauth_client_id, send_address, send_name, connection, host, port, imap_folder, after_retrieval, \
+             move_folder, poll_interval_secs, idle, max_sessions, enabled, comment, created_at, updated_at) \
+             VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        )
+        .bind(&a.id)
+        .bind(&a.name)
+        .bind(a.protocol.as_str())
+        .bind(a.auth.as_str())
+        .bind(&a.username)
+        .bind(a.password.as_ref().map(|s| s.0.as_str()))
+        .bind(a.password_updated_at)
+        .bind(&a.oauth_client_id)
+        .bind(&a.send_address)
+        .bind(&a.send_name)
+        .bind(a.connection.as_str())
+        .bind(&a.host)
+        .bind(i64::from(a.port))
+        .bind(&a.imap_folder)
+        .bind(a.after_retrieval.as_str())
+        .bind(&a.move_folder)
+        .bind(i64::from(a.poll_interval_secs))
+        .bind(a.idle)
+        .bind(i64::from(a.max_sessions))
+        .bind(a.enabled)
+        .bind(&a.comment)
+        .bind(a.created_at)
+        .bind(a.updated_at)
+        .execute(&self.pool)
+        .await;
+        match r {
+            Err(e) if is_unique_violation(&e) => {
+                Err(StoreError::Conflict(format!("an account named '{}' exists already", a.name)))
+            }
+            Err(e) if is_fk_violation(&e) => Err(StoreError::Conflict("the OAuth client does not exist".into())),
+            r => r.map(|_| ()).ctx("inserting an account"),
+        }
+    }
+
+    async fn update_account(&self, a: &Account) -> Result<()> {
+        let r = sqlx::query(
+            "UPDATE accounts SET name=?, auth=?, username=?, password=?, password_updated_at=?, oauth_client_id=?, \
+             send_address=?, send_name=?, connection=?, host=?, port=?, imap_folder=?, after_retrieval=?, \
+             move_folder=?, poll_interval_secs=?, idle=?, max_sessions=?, enabled=?, comment=?, updated_at=? \
+             WHERE id=?",
+        )
+        .bind(&a.name)
+        .bind(a.auth.as_str())
+        .bind(&a.username)
+        .bind(a.password.as_ref().map(|s| s.0.as_str()))
+        .bind(a.password_updated_at)
+        .bind(&a.oauth_client_id)
+        .bind(&a.send_address)
+        .bind(&a.send_name)
+        .bind(a.connection.as_str())
+        .bind(&a.host)
+        .bind(i64::from(a.port))
+        .bind(&a.imap_folder)
+        .bind(a.after_retrieval.as_str())
+        .bind(&a.move_folder)
+        .bind(i64::from(a.poll_interval_secs))
+        .bind(a.idle)
+        .bind(i64::from(a.max_sessions))
+        .bind(a.enabled)
+        .bind(&a.comment)
+        .bind(a.updated_at)
+        .bind(&a.id)
+        .execute(&self.pool)
+        .await;
+        match r {
+            Err(e) if is_unique_violation(&e) => {
+                Err(StoreError::Conflict(format!("an account named '{}' exists already", a.name)))
+            }
+            Err(e) if is_fk_violation(&e) => Err(StoreError::Conflict("the OAuth client does not exist".into())),
+            Ok(done) if done.rows_affected() == 0 => Err(StoreError::NotFound(format!("account '{}'", a.id))),
+            r => r.map(|_| ()).ctx("updating an account"),
+        }
+    }
+
+    async fn delete_account(&self, id: &str) -> Result<()> {
+        let pending: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM mails WHERE account_id = ? AND status IN ('queued','sending')")
+                .bind(id)
+                .fetch_one(&self.pool)
+                .await
+                .ctx("checking account use")?;
+        if pending > 0 {
+            return Err(StoreError::Conflict(format!(
+                "the account has {pending} mails waiting to be sent; delete or let them finish first"
+            )));
+        }
+        let mut tx = self.pool.begin().await.ctx("starting a transaction")?;
+        sqlx::query("DELETE FROM mails WHERE account_id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .ctx("deleting an account's mails")?;
+        let done = sqlx::query("DELETE FROM accounts WHERE id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .ctx("deleting an account")?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("account '{id}'")));
+        }
+        tx.commit().await.ctx("committing")?;
+        Ok(())
+    }
+
+    async fn record_account_health(&self, id: &str, at: Millis, error: Option<&str>) -> Result<()> {
+        let q = match error {
+            None => sqlx::query("UPDATE accounts SET last_success_at = ? WHERE id = ?").bind(at).bind(id),
+            Some(e) => sqlx::query("UPDATE accounts SET last_error = ?, last_error_at = ? WHERE id = ?")
+                .bind(e)
+                .bind(at)
+                .bind(id),
+        };
+        q.execute(&self.pool).await.ctx("recording account health")?;
+        Ok(())
+    }
+
+    async fn insert_mail(&self, m: &NewMail) -> Result<Inserted> {
+        let r = sqlx::query(
+            "INSERT INTO mails (id, account_id, api_key_id, message_id, envelope_from, recipients, header_from, \
+             to_display, cc_display, subject, attachments, size, raw, status, attempts, next_attempt_at, \
+             idempotency_key, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,'queued',0,?,?,?,?)",
+        )
+        .bind(&m.id)
+        .bind(&m.account_id)
+        .bind(&m.api_key_id)
+        .bind(&m.message_id)
+        .bind(&m.envelope_from)
+        .bind(json_list(&m.recipients))
+        .bind(&m.header_from)
+        .bind(&m.to_display)
+        .bind(&m.cc_display)
+        .bind(&m.subject)
+        .bind(serde_json::to_string(&m.attachments).unwrap_or_else(|_| "[]".into()))
+        .bind(m.raw.len() as i64)
+        .bind(&m.raw)
+        .bind(m.now)
+        .bind(&m.idempotency_key)
+        .bind(m.now)
+        .bind(m.now)
+        .execute(&self.pool)
+        .await;
+        match r {
+            Ok(_) => Ok(Inserted::Created(self.get_mail(&m.id).await?)),
+            Err(e) if is_unique_violation(&e) && m.idempotency_key.is_some() => {
+                let sql = format!(
+                    "SELECT {MAIL_COLUMNS} FROM mails m JOIN accounts a ON a.id = m.account_id \
+                     WHERE m.api_key_id IS ? AND m.idempotency_key = ?"
+                );
+                let row = sqlx::query(&sql)
+                    .bind(&m.api_key_id)
+                    .bind(&m.idempotency_key)
+                    .fetch_one(&self.pool)
+                    .await
+                    .ctx("reading the mail with the same idempotency key")?;
+                Ok(Inserted::Existing(mail_from_row(&row)?))
+            }
+            Err(e) if is_fk_violation(&e) => Err(StoreError::NotFound(format!("account '{}'", m.account_id))),
+            Err(e) => Err(StoreError::Database { context: "spooling a mail", source: e }),
+        }
+    }
+
+    async fn get_mail(&self, id: &str) -> Result<Mail> {
+        let sql = format!("SELECT {MAIL_COLUMNS} FROM mails m JOIN accounts a ON a.id = m.account_id WHERE m.id = ?");
+        let row = sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await.ctx("reading a mail")?;
+        mail_from_row(&row.ok_or_else(|| StoreError::NotFound(format!("mail '{id}'")))?)
+    }
+
+    async fn get_mail_raw(&self, id: &str) -> Result<Vec<u8>> {
+        let raw: Option<Vec<u8>> = sqlx::query_scalar("SELECT raw FROM mails WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .ctx("reading a mail's content")?;
+        raw.ok_or_else(|| StoreError::NotFound(format!("mail '{id}'")))
+    }
+
+    async fn list_mails(&self, f: &MailFilter) -> Result<Page<Mail>> {
+        let mut c = Conditions::default();
+        if let Some(s) = f.status {
+            c.push("m.status = ?", [Bind::Text(s.as_str().into())]);
+        }
+        if let Some(a) = &f.account_id {
+            c.push("m.account_id = ?", [Bind::Text(a.clone())]);
+        }
+        if let Some(k) = &f.api_key_id {
+            c.push("m.api_key_id = ?", [Bind::Text(k.clone())]);
+        }
+        if let Some(q) = f.query.as_deref().filter(|q| !q.is_empty()) {
+            let p = like_pattern(q);
+            c.push(
+                "(m.header_from LIKE ? ESCAPE '\\' OR m.to_display LIKE ? ESCAPE '\\' OR m.cc_display LIKE ? ESCAPE '\\' \
+                 OR m.subject LIKE ? ESCAPE '\\' OR m.recipients LIKE ? ESCAPE '\\' OR m.message_id LIKE ? ESCAPE '\\')",
+                (0..6).map(|_| Bind::Text(p.clone())),
+            );
+        }
+        if let Some(s) = f.since {
+            c.push("m.created_at >= ?", [Bind::Int(s)]);
+        }
+        if let Some(u) = f.until {
+            c.push("m.created_at < ?", [Bind::Int(u)]);
+        }
+        let clause = c.clause();
+        let count_sql = format!("SELECT COUNT(*) FROM mails m{clause}");
+        let total: i64 = c.bind(sqlx::query(&count_sql)).fetch_one(&self.pool).await.ctx("counting mails")?.get(0);
+        let sql = format!(
+            "SELECT {MAIL_COLUMNS} FROM mails m JOIN accounts a ON a.id = m.account_id{clause} \
+             ORDER BY m.created_at DESC, m.id DESC LIMIT ? OFFSET ?"
+        );
+        let rows = c
+            .bind(sqlx::query(&sql))
+            .bind(i64::from(f.limit))
+            .bind(f.offset as i64)
+            .fetch_all(&self.pool)
+            .await
+            .ctx("listing mails")?;
+        Ok(Page { items: rows.iter().map(mail_from_row).collect::<Result<_>>()?, total })
+    }
+
+    async fn list_attempts(&self, mail_id: &str) -> Result<Vec<Attempt>> {
+        let rows = sqlx::query("SELECT * FROM mail_attempts WHERE mail_id = ? ORDER BY id")
+            .bind(mail_id)
+            .fetch_all(&self.pool)
+            .await
+            .ctx("listing attempts")?;
+        rows.iter()
+            .map(|r| {
+                Ok(Attempt {
+                    at: r.get("at"),
+                    outcome: parse_enum(&r.get::<String, _>("outcome"), AttemptOutcome::parse, "outcome")?,
+                    error: r.get("error"),
+                    reply: r.get("reply"),
+                    duration_ms: r.get("duration_ms"),
+                })
+            })
+            .collect()
+    }
+
+    async fn claim_mails(&self, owner: &str, now: Millis, lease_ms: i64, limit: u32) -> Result<Vec<Mail>> {
+        // One statement: pick the account of the most overdue mail, then claim that account's
+        // due mails. SQLite runs it under its single write lock, so two workers never claim
+        // the same row.
+        let due = "((status = 'queued' AND next_attempt_at <= ?1) OR (status = 'sending' AND locked_until < ?1))";
+        let sql = format!(
+            "UPDATE mails SET status = 'sending', locked_by = ?2, locked_until = ?3, updated_at = ?1 \
+             WHERE id IN (SELECT id FROM mails WHERE {due} AND account_id = \
+               (SELECT account_id FROM mails WHERE {due} ORDER BY next_attempt_at LIMIT 1) \
+             ORDER BY next_attempt_at LIMIT ?4) RETURNING id"
+        );
+        let ids: Vec<String> = sqlx::query_scalar(&sql)
+            .bind(now)
+            .bind(owner)
+            .bind(now + lease_ms)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .ctx("claiming mails")?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let placeholders = vec!["?"; ids.len()].join(",");
+        let sql = format!(
+            "SELECT {MAIL_COLUMNS} FROM mails m JOIN accounts a ON a.id = m.account_id \
+             WHERE m.id IN ({placeholders}) ORDER BY m.next_attempt_at, m.id"
+        );
+        let mut q = sqlx::query(&sql);
+        for id in &ids {
+            q = q.bind(id);
+        }
+        let rows = q.fetch_all(&self.pool).await.ctx("reading claimed mails")?;
+        rows.iter().map(mail_from_row).collect()
+    }
+
+    async fn finish_attempts(&self, owner: &str, records: &[AttemptRecord]) -> Result<()> {
+        let mut tx = self.pool.begin().await.ctx("starting a transaction")?;
+        for r in records {
+            let sent_at = (r.new_status == MailStatus::Sent).then_some(r.at);
+            let recipients = r.remaining_recipients.as_ref().map(|v| json_list(v));
+            let done = sqlx::query(
+                "UPDATE mails SET status = ?, attempts = attempts + ?, next_attempt_at = ?, last_error = ?, \
+                 server_reply = COALESCE(?, server_reply), recipients = COALESCE(?, recipients), \
+                 sent_at = COALESCE(?, sent_at), locked_by = NULL, locked_until = NULL, updated_at = ? \
+                 WHERE id = ? AND locked_by = ?",
+            )
+            .bind(r.new_status.as_str())
+            .bind(i64::from(r.counts))
+            .bind(r.next_attempt_at)
+            .bind(&r.error)
+            .bind(&r.reply)
+            .bind(recipients)
+            .bind(sent_at)
+            .bind(r.at)
+            .bind(&r.mail_id)
+            .bind(owner)
+            .execute(&mut *tx)
+            .await
+            .ctx("recording an attempt")?;
+            if done.rows_affected() == 0 {
+                tracing::warn!(mail_id = %r.mail_id, "lease lost before the attempt was recorded");
+                continue;
+            }
+            sqlx::query(
+                "INSERT INTO mail_attempts (mail_id, at, outcome, error, reply, duration_ms) VALUES (?,?,?,?,?,?)",
+            )
+            .bind(&r.mail_id)
+            .bind(r.at)
+            .bind(r.outcome.as_str())
+            .bind(&r.error)
+            .bind(&r.reply)
+            .bind(r.duration_ms)
+            .execute(&mut *tx)
+            .await
+            .ctx("recording an attempt")?;
+            if r.outcome == AttemptOutcome::Sent {
+                sqlx::query(
+                    "INSERT INTO traffic (direction, account_name, mail_id, message_id, from_addr, to_addrs, cc_addrs, \
+                     subject, attachments, size, at) SELECT 'out', a.name, m.id, m.message_id, m.header_from, \
+                     m.to_display, m.cc_display, m.subject, m.attachments, m.size, ? \
+                     FROM mails m JOIN accounts a ON a.id = m.account_id WHERE m.id = ?",
+                )
+                .bind(r.at)
+                .bind(&r.mail_id)
+                .execute(&mut *tx)
+                .await
+                .ctx("writing the traffic log")?;
+            }
+        }
+        tx.commit().await.ctx("committing attempts")?;
+        Ok(())
+    }
+
+    async fn release_claims(&self, owner: &str) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE mails SET status = 'queued', locked_by = NULL, locked_until = NULL WHERE locked_by = ? AND status = 'sending'",
+        )
+        .bind(owner)
+        .execute(&self.pool)
+        .await
+        .ctx("releasing claims")?;
+        Ok(done.rows_affected())
+    }
+
+    async fn next_due_at(&self) -> Result<Option<Millis>> {
+        sqlx::query_scalar(
+            "SELECT MIN(t) FROM (SELECT MIN(next_attempt_at) AS t FROM mails WHERE status = 'queued' \
+             UNION ALL SELECT MIN(locked_until) FROM mails WHERE status = 'sending')",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .ctx("finding the next due mail")
+    }
+
+    async fn retry_mail(&self, id: &str, now: Millis) -> Result<Mail> {
+        let done = sqlx::query(
+            "UPDATE mails SET status = 'queued', attempts = 0, next_attempt_at = ?, updated_at = ? \
+             WHERE id = ? AND status IN ('failed', 'queued')",
+        )
+        .bind(now)
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .ctx("queuing a mail again")?;
+        let mail = self.get_mail(id).await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Conflict(format!("the mail is {}; only failed or queued mails can be retried", mail.status)));
+        }
+        Ok(mail)
+    }
+
+    async fn delete_mail(&self, id: &str) -> Result<()> {
+        let done = sqlx::query("DELETE FROM mails WHERE id = ? AND status != 'sending'")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .ctx("deleting a mail")?;
+        if done.rows_affected() == 0 {
+            let mail = self.get_mail(id).await?;
+            return Err(StoreError::Conflict(format!("the mail is {} right now; try again in a moment", mail.status)));
+        }
+        Ok(())
+    }
+
+    async fn count_mails_by_status(&self) -> Result<Vec<(MailStatus, i64)>> {
+        let rows: Vec<(String, i64)> = sqlx::query_as("SELECT status, COUNT(*) FROM mails GROUP BY status")
+            .fetch_all(&self.pool)
+            .await
+            .ctx("counting mails")?;
+        rows.into_iter().map(|(s, n)| Ok((parse_enum(&s, MailStatus::parse, "mail status")?, n))).collect()
+    }
+
+    async fn list_traffic(&self, f: &TrafficFilter) -> Result<Page<TrafficEntry>> {
+        let mut c = Conditions::default();
+        if let Some(d) = f.direction {
+            c.push("direction = ?", [Bind::Text(d.as_str().into())]);
+        }
+        if let Some(a) = &f.account_name {
+            c.push("account_name = ?", [Bind::Text(a.clone())]);
+        }
+        if let Some(q) = f.query.as_deref().filter(|q| !q.is_empty()) {
+            let p = like_pattern(q);
+            c.push(
+                "(from_addr LIKE ? ESCAPE '\\' OR to_addrs LIKE ? ESCAPE '\\' OR cc_addrs LIKE ? ESCAPE '\\' \
+                 OR subject LIKE ? ESCAPE '\\')",
+                (0..4).map(|_| Bind::Text(p.clone())),
+            );
+        }
+        if let Some(s) = f.since {
+            c.push("at >= ?", [Bind::Int(s)]);
+        }
+        if let Some(u) = f.until {
+            c.push("at < ?", [Bind::Int(u)]);
+        }
+        let clause = c.clause();
+        let count_sql = format!("SELECT COUNT(*) FROM traffic{clause}");
+        let total: i64 = c.bind(sqlx::query(&count_sql)).fetch_one(&self.pool).await.ctx("counting traffic")?.get(0);
+        let sql = format!("SELECT * FROM traffic{clause} ORDER BY at DESC, id DESC LIMIT ? OFFSET ?");
+        let rows = c
+            .bind(sqlx::query(&sql))
+            .bind(i64::from(f.limit))
+            .bind(f.offset as i64)
+            .fetch_all(&self.pool)
+            .await
+            .ctx("listing traffic")?;
+        Ok(Page { items: rows.iter().map(traffic_from_row).collect::<Result<_>>()?, total })
+    }
+
+    async fn purge_traffic(&self, before: Millis) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM traffic WHERE at < ?")
+            .bind(before)
+            .execute(&self.pool)
+            .await
+            .ctx("purging traffic")?;
+        Ok(done.rows_affected())
+    }
+
+    async fn insert_api_key(&self, key: &ApiKey, hash: &str) -> Result<()> {
+        sqlx::query("INSERT INTO api_keys (id, name, prefix, hash, admin, created_at) VALUES (?,?,?,?,?,?)")
+            .bind(&key.id)
+            .bind(&key.name)
+            .bind(&key.prefix)
+            .bind(hash)
+            .bind(key.admin)
+            .bind(key.created_at)
+            .execute(&self.pool)
+            .await
+            .ctx("inserting an API key")?;
+        Ok(())
+    }
+
+    async fn authenticate_api_key(&self, hash: &str, now: Millis) -> Result<Option<ApiKey>> {
+        let row = sqlx::query("SELECT * FROM api_keys WHERE hash = ? AND revoked_at IS NULL")
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await
+            .ctx("checking an API key")?;
+        let Some(row) = row else { return Ok(None) };
+        let key = api_key_from_row(&row);
+        // Writing on every request would serialise all API calls on SQLite's write lock:
+        // refresh the last-used time at most once a minute.
+        if key.last_used_at.is_none_or(|t| now - t > 60_000) {
+            sqlx::query("UPDATE api_keys SET last_used_at = ? WHERE id = ?")
+                .bind(now)
+                .bind(&key.id)
+                .execute(&self.pool)
+                .await
+                .ctx("marking an API key used")?;
+        }
+        Ok(Some(key))
+    }
+
+    async fn list_api_keys(&self) -> Result<Vec<ApiKey>> {
+        let rows = sqlx::query("SELECT * FROM api_keys ORDER BY created_at")
+            .fetch_all(&self.pool)
+            .await
+            .ctx("listing API keys")?;
+        Ok(rows.iter().map(api_key_from_row).collect())
+    }
+
+    async fn revoke_api_key(&self, id: &str, now: Millis) -> Result<()> {
+        let done = sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+            .bind(now)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .ctx("revoking an API key")?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("API key '{id}'")));
+        }
+        Ok(())
+    }
+
+    async fn get_settings(&self) -> Result<BTreeMap<String, String>> {
+        let rows: Vec<(String, String)> = sqlx::query_as("SELECT key, value FROM settings")
+            .fetch_all(&self.pool)
+            .await
+            .ctx("reading settings")?;
+        Ok(rows.into_iter().collect())
+    }
+
+    async fn put_setting(&self, key: &str, value: Option<&str>) -> Result<()> {
+        let q = match value {
+            Some(v) => sqlx::query("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value")
+                .bind(key)
+                .bind(v),
+            None => sqlx::query("DELETE FROM settings WHERE key = ?").bind(key),
+        };
+        q.execute(&self.pool).await.ctx("writing a setting")?;
+        Ok(())
+    }
+}

@@ -1,0 +1,63 @@
+//! The REST API under `/api/v1` and the health endpoints.
+
+mod accounts;
+mod auth;
+mod health;
+mod json;
+mod keys;
+mod mails;
+mod oauth_clients;
+mod settings;
+mod traffic;
+pub mod views;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{delete, get, post};
+
+pub use auth::Caller;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Paging parameters shared by the list endpoints.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Paging {
+    pub limit: Option<u32>,
+    pub offset: Option<u64>,
+}
+
+impl Paging {
+    /// (limit, offset), the limit between 1 and 1000 (default 50).
+    pub fn resolve(&self) -> (u32, u64) {
+        (self.limit.unwrap_or(50).clamp(1, 1000), self.offset.unwrap_or(0))
+    }
+}
+
+pub fn routes(state: AppState) -> Router<AppState> {
+    // Room for the largest allowed message in base64 inside JSON.
+    let submit_limit = state.limits.max_message_bytes / 3 * 4 + 1024 * 1024;
+    let v1 = Router::new()
+        .route("/oauth-templates", get(oauth_clients::templates))
+        .route("/oauth-clients", get(oauth_clients::list).post(oauth_clients::create))
+        .route(
+            "/oauth-clients/{id}",
+            get(oauth_clients::show).put(oauth_clients::update).patch(oauth_clients::update).delete(oauth_clients::remove),
+        )
+        .route("/oauth-clients/{id}/token-test", post(oauth_clients::token_test))
+        .route("/accounts", get(accounts::list).post(accounts::create))
+        .route("/accounts/{id}", get(accounts::show).put(accounts::update).patch(accounts::update).delete(accounts::remove))
+        .route("/mails", get(mails::list).post(mails::submit).layer(DefaultBodyLimit::max(submit_limit)))
+        .route("/mails/{id}", get(mails::show).delete(mails::remove))
+        .route("/mails/{id}/raw", get(mails::raw))
+        .route("/mails/{id}/retry", post(mails::retry))
+        .route("/traffic", get(traffic::list))
+        .route("/settings", get(settings::show).put(settings::update).patch(settings::update))
+        .route("/api-keys", get(keys::list).post(keys::create))
+        .route("/api-keys/{id}", delete(keys::revoke))
+        .fallback(|| async { ApiError::NotFound("no such API endpoint".into()) });
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .nest("/api/v1", v1)
+}

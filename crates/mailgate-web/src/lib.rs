@@ -1,0 +1,33 @@
+//! mailgate's HTTP interface.
+//!
+//! - [`service`]: the operations behind every interface (validation, secrets sealed, rules
+//!   such as "never a random sending account") — the API and the admin UI both call these.
+//! - [`api`]: the REST API under `/api/v1` (JSON, bearer API keys, problem+json errors) and
+//!   the health endpoints.
+//! - [`error`]: [`error::ApiError`] and its RFC 9457 rendering.
+//! - [`state::AppState`]: what handlers share.
+
+pub mod api;
+pub mod error;
+pub mod service;
+pub mod state;
+mod request_log;
+
+use std::future::Future;
+
+use axum::Router;
+use tokio::net::TcpListener;
+
+pub use state::AppState;
+
+/// The whole HTTP application.
+pub fn router(state: AppState) -> Router {
+    api::routes(state.clone())
+        .layer(axum::middleware::from_fn(request_log::log_requests))
+        .with_state(state)
+}
+
+/// Serves HTTP on `listener` until `shutdown` completes.
+pub async fn serve(listener: TcpListener, state: AppState, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+}

@@ -1,0 +1,220 @@
+//! OAuth clients: create, change, delete, and test whether a token can be had.
+
+use std::time::Instant;
+
+use mailgate_core::model::{OAuthClient, Secret};
+use mailgate_core::{ValidationErrors, new_id, now_millis, template};
+use mailgate_oauth::claims::TokenClaims;
+use mailgate_oauth::error::ProviderError;
+use mailgate_oauth::TokenError;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+/// Fields of an OAuth client as an admin enters them. On update, absent fields keep their
+/// value; the secret is write-only.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuthClientInput {
+    pub name: Option<String>,
+    pub template: Option<String>,
+    pub tenant: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub scopes: Option<Vec<String>>,
+    pub token_url: Option<String>,
+    /// `YYYY-MM-DD`; an empty string clears it.
+    pub expires_on: Option<String>,
+    pub comment: Option<String>,
+}
+
+fn apply(input: OAuthClientInput, client: &mut OAuthClient, creating: bool, vault: &mailgate_store::Vault) -> Result<(), ValidationErrors> {
+    let mut errors = ValidationErrors::new();
+    if let Some(name) = input.name {
+        super::check_name("name", &name, &mut errors);
+        client.name = name.trim().to_string();
+    } else if creating {
+        errors.add("name", "required");
+    }
+    let template_changed = input.template.is_some();
+    if let Some(t) = input.template {
+        if template::find(&t).is_none() {
+            let known: Vec<_> = template::TEMPLATES.iter().map(|t| t.id).collect();
+            errors.add("template", format!("unknown template; known: {}", known.join(", ")));
+        }
+        client.template = t;
+    }
+    let tpl = template::find(&client.template);
+    if let Some(tenant) = input.tenant {
+        let tenant = tenant.trim().to_string();
+        if tenant.contains(['/', '?', '#', ' ']) {
+            errors.add("tenant", "must be a tenant ID or a domain, without '/', '?', '#' or spaces");
+        }
+        client.tenant = (!tenant.is_empty()).then_some(tenant);
+    }
+    if let Some(id) = input.client_id {
+        let id = id.trim().to_string();
+        if id.is_empty() || id.len() > 200 || id.chars().any(char::is_control) {
+            errors.add("client_id", "must be 1 to 200 characters");
+        }
+        client.client_id = id;
+    } else if creating {
+        errors.add("client_id", "required");
+    }
+    if let Some(secret) = input.client_secret {
+        if secret.is_empty() || secret.len() > 4096 {
+            errors.add("client_secret", "must be 1 to 4096 characters");
+        } else {
+            client.secret = Some(vault.seal(&Secret::new(secret)));
+            client.secret_updated_at = Some(now_millis());
+        }
+    }
+    match input.scopes {
+        Some(scopes) => {
+            if scopes.iter().any(|s| s.trim().is_empty() || s.contains(char::is_whitespace)) {
+                errors.add("scopes", "each scope must be a non-empty word without spaces");
+            }
+            client.scopes = scopes;
+        }
+        None if creating || template_changed => {
+            client.scopes = tpl.map(|t| t.scopes.iter().map(|s| s.to_string()).collect()).unwrap_or_default();
+        }
+        None => {}
+    }
+    match input.token_url {
+        Some(url) => client.token_url = url.trim().to_string(),
+        None if creating || template_changed => {
+            client.token_url = tpl.map(|t| t.token_url.to_string()).unwrap_or_default();
+        }
+        None => {}
+    }
+    if let Some(date) = input.expires_on {
+        let date = date.trim().to_string();
+        if date.is_empty() {
+            client.expires_on = None;
+        } else if time::Date::parse(&date, &time::format_description::well_known::Iso8601::DATE).is_err() {
+            errors.add("expires_on", "must be a date like 2027-05-31");
+        } else {
+            client.expires_on = Some(date);
+        }
+    }
+    if let Some(c) = input.comment {
+        client.comment = c;
+    }
+    if client.scopes.is_empty() {
+        errors.add("scopes", "at least one scope is required");
+    }
+    let url = &client.token_url;
+    if !(url.starts_with("https://") || url.starts_with("http://")) {
+        errors.add("token_url", "must be an http(s) URL");
+    }
+    if url.contains("{tenant}") && client.tenant.is_none() {
+        errors.add("tenant", "required by this token URL");
+    }
+    if client.tenant.as_deref().is_some_and(|t| matches!(t.to_ascii_lowercase().as_str(), "common" | "consumers" | "organizations")) {
+        errors.add("tenant", "the client credentials flow needs your own tenant (ID or domain), not common/consumers/organizations");
+    }
+    errors.into_result(())
+}
+
+pub async fn create(state: &AppState, input: OAuthClientInput) -> ApiResult<OAuthClient> {
+    let now = now_millis();
+    let mut client = OAuthClient {
+        id: new_id(),
+        name: String::new(),
+        template: input.template.clone().unwrap_or_else(|| "microsoft365".into()),
+        tenant: None,
+        client_id: String::new(),
+        secret: None,
+        secret_updated_at: None,
+        scopes: Vec::new(),
+        token_url: String::new(),
+        expires_on: None,
+        comment: String::new(),
+        created_at: now,
+        updated_at: now,
+    };
+    apply(input, &mut client, true, &state.vault)?;
+    state.store.insert_oauth_client(&client).await?;
+    tracing::info!(oauth_client = %client.name, "OAuth client created");
+    Ok(client)
+}
+
+pub async fn update(state: &AppState, id: &str, input: OAuthClientInput) -> ApiResult<OAuthClient> {
+    let mut client = state.store.get_oauth_client(id).await?;
+    apply(input, &mut client, false, &state.vault)?;
+    client.updated_at = now_millis().max(client.updated_at + 1);
+    state.store.update_oauth_client(&client).await?;
+    tracing::info!(oauth_client = %client.name, "OAuth client changed");
+    Ok(client)
+}
+
+pub async fn delete(state: &AppState, id: &str) -> ApiResult<()> {
+    let client = state.store.get_oauth_client(id).await?;
+    state.store.delete_oauth_client(&client.id).await?;
+    tracing::info!(oauth_client = %client.name, "OAuth client deleted");
+    Ok(())
+}
+
+/// The outcome of a token test: never the token itself.
+#[derive(Debug, Serialize)]
+pub struct TokenTest {
+    pub ok: bool,
+    pub duration_ms: u64,
+    pub token_url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lifetime_secs: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub claims: Option<TokenClaims>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<TokenTestError>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TokenTestError {
+    pub message: String,
+    pub temporary: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<ProviderError>,
+}
+
+/// Requests a new token now and reports what came back.
+pub async fn token_test(state: &AppState, id: &str) -> ApiResult<TokenTest> {
+    let client = state.store.get_oauth_client(id).await?;
+    let started = Instant::now();
+    let result = match &client.secret {
+        None => Err(TokenError::Config("the OAuth client has no client secret yet".into())),
+        Some(sealed) => {
+            let secret = state.vault.open(sealed).map_err(ApiError::Internal)?;
+            state.tokens.get_fresh(&client, &secret, "").await
+        }
+    };
+    let duration_ms = started.elapsed().as_millis() as u64;
+    let token_url = client.resolved_token_url();
+    Ok(match result {
+        Ok(token) => TokenTest {
+            ok: true,
+            duration_ms,
+            token_url,
+            lifetime_secs: Some(token.lifetime.as_secs()),
+            claims: token.claims,
+            error: None,
+        },
+        Err(e) => TokenTest {
+            ok: false,
+            duration_ms,
+            token_url,
+            lifetime_secs: None,
+            claims: None,
+            error: Some(TokenTestError {
+                message: e.to_string(),
+                temporary: e.is_temporary(),
+                provider: match e {
+                    TokenError::Provider(p) => Some(p),
+                    _ => None,
+                },
+            }),
+        },
+    })
+}

@@ -1,0 +1,27 @@
+//! Shared state of the HTTP handlers.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use mailgate_core::submission::Limits;
+use mailgate_oauth::TokenCache;
+use mailgate_smtp::Spool;
+use mailgate_store::{Store, Vault};
+
+/// Everything a handler may need; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub vault: Arc<Vault>,
+    pub tokens: Arc<TokenCache>,
+    pub spool: Arc<Spool>,
+    pub limits: Limits,
+    /// Set once the workers run; cleared when shutting down.
+    pub workers_running: Arc<AtomicBool>,
+}
+
+impl AppState {
+    pub fn workers_running(&self) -> bool {
+        self.workers_running.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,149 @@
+//! Wiring: opens the store, builds the TLS and HTTP clients, the token cache and the spool,
+//! starts the workers and the HTTP server, and shuts all of it down in order.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use mailgate_core::now_millis;
+use mailgate_oauth::TokenCache;
+use mailgate_smtp::{Spool, SpoolConfig, Timeouts};
+use mailgate_store::{Store, Vault};
+use mailgate_web::AppState;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+
+/// A running mailgate: HTTP server and workers.
+pub struct RunningApp {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    http: JoinHandle<std::io::Result<()>>,
+}
+
+fn default_node_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
+    let host = if host.is_empty() { "mailgate".to_string() } else { host };
+    format!("{host}-{}", std::process::id())
+}
+
+fn system_host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.'))
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// Opens the configured store (applying migrations).
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+    mailgate_store::connect(&config.database_url()).await
+}
+
+impl RunningApp {
+    /// Starts everything; the HTTP server listens on `config.listen` (port 0 picks one).
+    pub async fn start(config: &Config) -> anyhow::Result<RunningApp> {
+        let store = open_store(config).await?;
+        let vault = Arc::new(Vault::load_or_create(config.master_key.as_deref(), &config.data_dir)?);
+        let tls = mailgate_smtp::tls::client_config(config.extra_ca_file.as_deref())?;
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls((*tls).clone())
+            .timeout(Duration::from_secs(config.oauth.request_timeout_secs))
+            .connect_timeout(Duration::from_secs(10))
+            .user_agent(concat!("mailgate/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .context("building the HTTP client")?;
+        let tokens = Arc::new(TokenCache::new(http, Duration::from_secs(config.oauth.renew_margin_secs)));
+        let s = &config.spool;
+        let spool_config = SpoolConfig {
+            workers: s.workers,
+            batch_size: s.batch_size.max(1),
+            lease: Duration::from_secs(s.lease_secs.max(10)),
+            poll_interval: Duration::from_secs(s.poll_interval_secs.max(1)),
+            retry_base: Duration::from_secs(s.retry_base_secs),
+            retry_max: Duration::from_secs(s.retry_max_secs),
+            max_attempts: s.max_attempts.max(1),
+            max_age: Duration::from_secs(s.max_age_hours * 3600),
+            idle_session_ttl: Duration::from_secs(s.idle_session_secs),
+            helo_name: s.helo_name.clone().unwrap_or_else(system_host_name),
+            timeouts: Timeouts {
+                connect: Duration::from_secs(s.connect_timeout_secs),
+                command: Duration::from_secs(s.command_timeout_secs),
+                data: Duration::from_secs(s.data_timeout_secs),
+            },
+        };
+        let node_id = config.node_id.clone().unwrap_or_else(default_node_id);
+        let spool = Spool::new(store.clone(), vault.clone(), tokens.clone(), tls, spool_config, node_id.clone());
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let workers_running = Arc::new(AtomicBool::new(false));
+        let state = AppState {
+            store: store.clone(),
+            vault,
+            tokens,
+            spool: spool.clone(),
+            limits: mailgate_core::submission::Limits {
+                max_message_bytes: config.limits.max_message_bytes,
+                max_attachments: config.limits.max_attachments,
+                max_recipients: config.limits.max_recipients,
+            },
+            workers_running: workers_running.clone(),
+        };
+        let listener =
+            TcpListener::bind(&config.listen).await.with_context(|| format!("listening on {}", config.listen))?;
+        let addr = listener.local_addr()?;
+        let mut tasks = spool.spawn_workers(shutdown_rx.clone());
+        tasks.push(tokio::spawn(traffic_retention(store, shutdown_rx.clone())));
+        workers_running.store(true, Ordering::Relaxed);
+        let mut http_shutdown = shutdown_rx;
+        let http = tokio::spawn(mailgate_web::serve(listener, state.clone(), async move {
+            let _ = http_shutdown.wait_for(|stop| *stop).await;
+        }));
+        tracing::info!(%addr, node = %node_id, workers = config.spool.workers, "mailgate is running");
+        Ok(RunningApp { addr, state, shutdown, tasks, http })
+    }
+
+    /// Stops accepting requests and work, lets workers finish the mail in hand and give back
+    /// the rest, and waits (at most `grace`) for all of it.
+    pub async fn stop(self, grace: Duration) {
+        self.state.workers_running.store(false, Ordering::Relaxed);
+        let _ = self.shutdown.send(true);
+        let all = async {
+            for t in self.tasks {
+                let _ = t.await;
+            }
+            let _ = self.http.await;
+        };
+        if tokio::time::timeout(grace, all).await.is_err() {
+            tracing::warn!("shutdown took longer than {grace:?}; leases of unfinished mails lapse on their own");
+        }
+    }
+}
+
+/// Deletes traffic rows older than the retention setting, hourly.
+async fn traffic_retention(store: Arc<dyn Store>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let days: i64 = match store.get_settings().await {
+            Ok(s) => s.get("traffic_retention_days").and_then(|v| v.parse().ok()).unwrap_or(90),
+            Err(_) => 90,
+        };
+        if days > 0 {
+            match store.purge_traffic(now_millis() - days * 86_400_000).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(rows = n, days, "purged old traffic log rows"),
+                Err(e) => tracing::warn!(error = %e, "could not purge the traffic log"),
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+    }
+}
