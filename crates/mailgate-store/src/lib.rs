@@ -166,6 +166,9 @@ pub trait Store: Send + Sync + 'static {
     async fn finish_attempts(&self, owner: &str, records: &[AttemptRecord]) -> Result<()>;
     /// Gives back every mail `owner` holds without recording an attempt.
     async fn release_claims(&self, owner: &str) -> Result<u64>;
+    /// Gives back the claims of every worker of `node` (`node/…` owners): at start, the
+    /// claims a killed earlier run of this node left behind.
+    async fn release_node_claims(&self, node: &str) -> Result<u64>;
     /// The earliest time a queued mail becomes due, or a held lease lapses.
     async fn next_due_at(&self) -> Result<Option<Millis>>;
     /// Queues a failed (or waiting) mail for an immediate new try with a fresh attempt count.

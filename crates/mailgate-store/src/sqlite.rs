@@ -693,6 +693,19 @@ impl Store for SqliteStore {
         Ok(done.rows_affected())
     }
 
+    async fn release_node_claims(&self, node: &str) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE mails SET status = 'queued', locked_by = NULL, locked_until = NULL \
+             WHERE status = 'sending' AND substr(locked_by, 1, ?) = ?",
+        )
+        .bind(node.len() as i64 + 1)
+        .bind(format!("{node}/"))
+        .execute(&self.pool)
+        .await
+        .ctx("releasing a node's claims")?;
+        Ok(done.rows_affected())
+    }
+
     async fn next_due_at(&self) -> Result<Option<Millis>> {
         sqlx::query_scalar(
             "SELECT MIN(t) FROM (SELECT MIN(next_attempt_at) AS t FROM mails WHERE status = 'queued' \

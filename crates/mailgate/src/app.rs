@@ -27,12 +27,6 @@ pub struct RunningApp {
     http: JoinHandle<std::io::Result<()>>,
 }
 
-fn default_node_id() -> String {
-    let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
-    let host = if host.is_empty() { "mailgate".to_string() } else { host };
-    format!("{host}-{}", std::process::id())
-}
-
 fn system_host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .or_else(|_| std::fs::read_to_string("/etc/hostname"))
@@ -80,7 +74,13 @@ impl RunningApp {
                 data: Duration::from_secs(s.data_timeout_secs),
             },
         };
-        let node_id = config.node_id.clone().unwrap_or_else(default_node_id);
+        // The node id must be unique among running nodes and stable across restarts: at start
+        // the claims a killed earlier run left behind are taken back at once.
+        let node_id = config.node_id.clone().unwrap_or_else(system_host_name);
+        let released = store.release_node_claims(&node_id).await?;
+        if released > 0 {
+            tracing::warn!(mails = released, node = %node_id, "took back mails an earlier run of this node held when it stopped; they are sent again");
+        }
         let spool = Spool::new(store.clone(), vault.clone(), tokens.clone(), tls, spool_config, node_id.clone());
         let (shutdown, shutdown_rx) = watch::channel(false);
         let workers_running = Arc::new(AtomicBool::new(false));

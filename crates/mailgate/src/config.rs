@@ -22,7 +22,8 @@ pub struct Config {
     pub extra_ca_file: Option<PathBuf>,
     /// Base64 of 32 bytes; default: `<data_dir>/master.key`, created on first start.
     pub master_key: Option<String>,
-    /// This node's name in leases and logs (default: host name and process id).
+    /// This node's name in leases and logs (default: the host name). Unique per running
+    /// node and stable across its restarts.
     pub node_id: Option<String>,
     /// `auto` (text on a terminal, JSON otherwise), `text` or `json`.
     pub log_format: String,
@@ -208,7 +209,8 @@ database_url = ""
 # Base64 of 32 random bytes encrypting stored secrets; when unset, <data_dir>/master.key
 # (created on first start, mode 0600). Back it up with the database.   MAILGATE_MASTER_KEY
 # master_key = ""
-# This node's name in leases and logs (default: host name and process id).   MAILGATE_NODE_ID
+# This node's name in leases and logs (default: the host name). Must be unique among running
+# nodes and stay the same across restarts (mails a killed run held are taken back at start).  MAILGATE_NODE_ID
 # node_id = "mail-1"
 # auto (text on a terminal, JSON otherwise), text or json.   MAILGATE_LOG_FORMAT
 log_format = "auto"
