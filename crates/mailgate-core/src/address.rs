@@ -36,11 +36,10 @@ impl Mailbox {
             _ => return Err("unbalanced angle brackets".into()),
         };
         validate_address(address)?;
-        if let Some(name) = &name {
-            if name.chars().any(|c| c.is_control()) {
+        if let Some(name) = &name
+            && name.chars().any(|c| c.is_control()) {
                 return Err("display name must not contain control characters".into());
             }
-        }
         Ok(Mailbox { name, address: address.to_string() })
     }
 

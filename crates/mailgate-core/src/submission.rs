@@ -237,11 +237,10 @@ pub fn prepare_json(
         if !is_valid_content_type(ct) {
             errors.add(format!("{field}.content_type"), "must look like type/subtype");
         }
-        if let Some(cid) = &a.content_id {
-            if cid.is_empty() || has_line_break(cid) || cid.contains(['<', '>', ' ']) {
+        if let Some(cid) = &a.content_id
+            && (cid.is_empty() || has_line_break(cid) || cid.contains(['<', '>', ' '])) {
                 errors.add(format!("{field}.content_id"), "must be a bare id without spaces or brackets");
             }
-        }
         // Estimate before decoding so a huge body fails fast without a copy.
         if total + a.content_base64.len() / 4 * 3 > limits.max_message_bytes + 4 {
             total += a.content_base64.len() / 4 * 3;
@@ -281,7 +280,7 @@ pub fn prepare_json(
     }
     for (name, value) in &sub.headers {
         builder = if value.is_ascii() {
-            builder.header(name.clone(), Raw::new(format!("{value}\r\n")))
+            builder.header(name.clone(), Raw::new(value.clone()))
         } else {
             builder.header(name.clone(), Text::new(value.clone()))
         };
@@ -423,11 +422,10 @@ pub fn prepare_raw(
             None
         }
     };
-    if let Some(f) = &from {
-        if let Err(e) = crate::address::validate_address(&f.address) {
+    if let Some(f) = &from
+        && let Err(e) = crate::address::validate_address(&f.address) {
             errors.add("from", e);
         }
-    }
     let to = mailboxes(parsed.to());
     let cc = mailboxes(parsed.cc());
     let mut recipients: Vec<String> = Vec::new();
@@ -510,7 +508,9 @@ mod tests {
         let p = prepare_json(&s, None, &Limits::default(), 1_700_000_000_000).unwrap();
         let raw = String::from_utf8(p.raw.clone()).unwrap();
         assert!(raw.contains("multipart/alternative"), "{raw}");
-        assert!(raw.contains("X-App: 42"));
+        let header_end = raw.find("\r\n\r\n").expect("a header block");
+        assert!(raw[..header_end].contains("X-App: 42\r\n"), "custom header inside the header block: {raw}");
+        assert!(raw[..header_end].contains("MIME-Version: 1.0"), "{raw}");
         assert!(!raw.to_ascii_lowercase().contains("hidden@example.com"));
         assert_eq!(p.recipients, vec!["a@example.com", "b@example.com", "hidden@example.com"]);
         assert_eq!(p.attachments[0].size, 3);

@@ -109,11 +109,10 @@ impl TokenCache {
                     return Ok(token.clone());
                 }
             }
-            if let Some((error, until)) = &slot.failure {
-                if *until > now {
+            if let Some((error, until)) = &slot.failure
+                && *until > now {
                     return Err(error.clone());
                 }
-            }
         }
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();

@@ -21,7 +21,7 @@ pub struct ProviderError {
 pub enum TokenError {
     /// The provider refused the request.
     #[error("{}", describe_provider(.0))]
-    Provider(ProviderError),
+    Provider(Box<ProviderError>),
     /// The token endpoint could not be reached or did not answer in time.
     #[error("token endpoint unreachable: {0}")]
     Network(String),

@@ -45,7 +45,7 @@ pub async fn client_credentials(
     let status = response.status().as_u16();
     let text = response.text().await.map_err(|e| TokenError::Network(describe_reqwest(&e)))?;
     if !(200..300).contains(&status) {
-        return Err(TokenError::Provider(ProviderError::from_response(status, &text)));
+        return Err(TokenError::Provider(Box::new(ProviderError::from_response(status, &text))));
     }
     parse_success(&text)
 }
@@ -60,11 +60,10 @@ fn parse_success(text: &str) -> Result<IssuedToken, TokenError> {
     }
     let body: Body = serde_json::from_str(text)
         .map_err(|e| TokenError::InvalidResponse(format!("not a token response ({e})")))?;
-    if let Some(t) = &body.token_type {
-        if !t.eq_ignore_ascii_case("bearer") {
+    if let Some(t) = &body.token_type
+        && !t.eq_ignore_ascii_case("bearer") {
             return Err(TokenError::InvalidResponse(format!("token type '{t}' is not Bearer")));
         }
-    }
     // Microsoft sends a number, some providers a string; assume an hour when absent.
     let secs = match body.expires_in {
         Some(serde_json::Value::Number(n)) => n.as_u64().unwrap_or(3600),
@@ -124,11 +123,11 @@ mod tests {
             401,
             r#"{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided.","error_codes":[7000215],"trace_id":"t1","correlation_id":"c1"}"#,
         );
-        let err = TokenError::Provider(e);
+        let err = TokenError::Provider(Box::new(e));
         assert!(!err.is_temporary());
         let text = err.to_string();
         assert!(text.contains("AADSTS7000215") && text.contains("Value") && text.contains("t1"), "{text}");
-        assert!(TokenError::Provider(ProviderError::from_response(503, "oops")).is_temporary());
+        assert!(TokenError::Provider(Box::new(ProviderError::from_response(503, "oops"))).is_temporary());
     }
 
     #[test]

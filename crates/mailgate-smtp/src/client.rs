@@ -445,14 +445,13 @@ impl SmtpSession {
     /// Sends one message to `recipients`. Recipients the server refuses are listed in the
     /// result; the message goes to the others. Fails when no recipient was accepted.
     pub async fn send(&mut self, from: &str, recipients: &[String], message: &[u8]) -> Result<Delivery, SmtpError> {
-        if let Some(max) = self.capabilities.size {
-            if message.len() as u64 > max {
+        if let Some(max) = self.capabilities.size
+            && message.len() as u64 > max {
                 return Err(SmtpError::Unsupported(format!(
                     "the message is {} bytes; the server accepts at most {max}",
                     message.len()
                 )));
             }
-        }
         let mut mail_from = format!("MAIL FROM:<{from}>");
         if self.capabilities.size.is_some() {
             mail_from.push_str(&format!(" SIZE={}", message.len()));

@@ -178,27 +178,31 @@ impl Spool {
                 return Ok(StepOutcome::Worked(count));
             }
         };
-        let records = self.send_batch(&account, &mails, shutdown).await;
-        self.store.finish_attempts(owner, &records).await?;
+        let attempted = self.send_batch(&account, &mails, owner, shutdown).await?;
         // Whatever was not attempted (shutdown) goes back to the queue untouched.
-        if records.len() < count {
+        if attempted < count {
             self.store.release_claims(owner).await?;
         }
         Ok(StepOutcome::Worked(count))
     }
 
+    /// Sends the batch over one session and records each attempt as soon as it is made, so
+    /// that a crash can resend at most the mail in hand. Returns how many were attempted.
     async fn send_batch(
         &self,
         account: &Account,
         mails: &[Mail],
+        owner: &str,
         shutdown: &watch::Receiver<bool>,
-    ) -> Vec<AttemptRecord> {
+    ) -> anyhow::Result<usize> {
         let oauth = account.auth == AuthMethod::Xoauth2;
-        let mut records = Vec::with_capacity(mails.len());
         if !account.enabled {
             let failure = Failure { message: "the account is disabled".into(), temporary: true, reply: None };
-            return mails.iter().map(|m| self.record(m, Err(&failure), 0)).collect();
+            let records: Vec<_> = mails.iter().map(|m| self.record(m, Err(&failure), 0)).collect();
+            self.store.finish_attempts(owner, &records).await?;
+            return Ok(mails.len());
         }
+        let mut attempted = 0;
         let checkout = self.pool.checkout(account).await;
         let mut session = checkout.session;
         let mut reused = session.is_some();
@@ -212,7 +216,8 @@ impl Spool {
                 Err(StoreError::NotFound(_)) => continue,
                 Err(e) => {
                     let f = Failure { message: format!("reading the mail failed: {e}"), temporary: true, reply: None };
-                    records.push(self.record(mail, Err(&f), started.elapsed().as_millis() as i64));
+                    self.store.finish_attempts(owner, &[self.record(mail, Err(&f), 0)]).await?;
+                    attempted += 1;
                     continue;
                 }
             };
@@ -258,20 +263,28 @@ impl Spool {
                 Err(f) => tracing::warn!(mail_id = %mail.id, account = %account.name, error = %f.message, "mail not sent"),
             }
             self.note_health(account, result.as_ref().err()).await;
-            records.push(self.record(mail, result.as_ref(), elapsed));
+            let mut records = vec![self.record(mail, result.as_ref(), elapsed)];
+            attempted += 1;
             if let (true, Err(f)) = (open_failed, &result) {
                 // The server is unreachable or refused the login: the rest of the batch would
                 // only repeat the same failure; record it for them without hammering the server.
-                for rest in &mails[i + 1..] {
-                    records.push(self.record(rest, Err(f), 0));
+                records.extend(mails[i + 1..].iter().map(|rest| self.record(rest, Err(f), 0)));
+                attempted = mails.len();
+            }
+            if let Err(e) = self.store.finish_attempts(owner, &records).await {
+                if let Some(s) = session.take() {
+                    self.pool.put_back(account, s);
                 }
+                return Err(e.into());
+            }
+            if attempted == mails.len() {
                 break;
             }
         }
         if let Some(s) = session {
             self.pool.put_back(account, s);
         }
-        records
+        Ok(attempted)
     }
 
     /// Connects and authenticates a new session for `account`.

@@ -16,6 +16,6 @@ pub mod poll;
 pub mod proxy;
 
 pub use env::TestEnv;
-pub use idp::{Behaviour, ClientPatch, ClientSpec, FakeIdp, IdpAdmin, IdpStats, TenantSpec};
+pub use idp::{Behaviour, ClientPatch, ClientSpec, FakeIdp, IdpAdmin, IdpStats, ROLE_IMAP, ROLE_SMTP, TenantSpec};
 pub use poll::eventually;
 pub use proxy::TcpProxy;

@@ -34,6 +34,20 @@ pub fn json_rejection(rejection: JsonRejection) -> ApiError {
     }
 }
 
+/// Like `axum::extract::Query`, with bad parameters answered as a 422 problem.
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or("");
+        serde_urlencoded::from_str(query)
+            .map(ApiQuery)
+            .map_err(|e| ApiError::Validation(ValidationErrors::single("query", e.to_string())))
+    }
+}
+
 /// Parses JSON from bytes with the same error shape.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);

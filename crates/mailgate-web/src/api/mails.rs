@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use mailgate_core::model::MailStatus;
@@ -11,6 +11,7 @@ use mailgate_store::MailFilter;
 use serde::{Deserialize, Serialize};
 
 use super::views::{MailView, PageView};
+use super::json::ApiQuery;
 use super::{Caller, Paging, json};
 use crate::error::{ApiError, ApiResult};
 use crate::service::mails::{self, Submission};
@@ -34,7 +35,7 @@ pub struct SubmitAnswer {
 pub async fn submit(
     State(state): State<AppState>,
     caller: Caller,
-    Query(params): Query<RawParams>,
+    ApiQuery(params): ApiQuery<RawParams>,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
@@ -44,7 +45,7 @@ pub async fn submit(
         .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
         .unwrap_or_default();
     let submission = match content_type.as_str() {
-        "application/json" => Submission::Json(json::parse(&body)?),
+        "application/json" => Submission::Json(Box::new(json::parse(&body)?)),
         "message/rfc822" => Submission::Raw {
             raw: body.to_vec(),
             account: params.account,
@@ -84,8 +85,8 @@ pub struct ListParams {
     q: Option<String>,
     since: Option<String>,
     until: Option<String>,
-    #[serde(flatten)]
-    paging: Paging,
+    limit: Option<u32>,
+    offset: Option<u64>,
 }
 
 fn parse_time(field: &str, value: Option<&str>, errors: &mut ValidationErrors) -> Option<i64> {
@@ -100,7 +101,7 @@ fn parse_time(field: &str, value: Option<&str>, errors: &mut ValidationErrors) -
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    Query(params): Query<ListParams>,
+    ApiQuery(params): ApiQuery<ListParams>,
 ) -> ApiResult<Json<PageView<MailView>>> {
     let mut errors = ValidationErrors::new();
     let status = match params.status.as_deref() {
@@ -120,7 +121,7 @@ pub async fn list(
         Some(a) => Some(state.store.get_account(a).await?.id),
         None => None,
     };
-    let (limit, offset) = params.paging.resolve();
+    let (limit, offset) = Paging { limit: params.limit, offset: params.offset }.resolve();
     let filter = MailFilter {
         status,
         account_id,

@@ -21,7 +21,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Paging parameters shared by the list endpoints.
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone)]
 pub struct Paging {
     pub limit: Option<u32>,
     pub offset: Option<u64>,

@@ -1,13 +1,14 @@
 //! `/api/v1/traffic`: the log of mail sent and received.
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use mailgate_core::model::Direction;
 use mailgate_core::{ValidationErrors, rfc3339_to_millis};
 use mailgate_store::TrafficFilter;
 use serde::Deserialize;
 
 use super::views::{PageView, TrafficView};
+use super::json::ApiQuery;
 use super::{Caller, Paging};
 use crate::error::ApiResult;
 use crate::state::AppState;
@@ -19,11 +20,11 @@ pub struct Params {
     q: Option<String>,
     since: Option<String>,
     until: Option<String>,
-    #[serde(flatten)]
-    paging: Paging,
+    limit: Option<u32>,
+    offset: Option<u64>,
 }
 
-pub async fn list(State(state): State<AppState>, caller: Caller, Query(p): Query<Params>) -> ApiResult<Json<PageView<TrafficView>>> {
+pub async fn list(State(state): State<AppState>, caller: Caller, ApiQuery(p): ApiQuery<Params>) -> ApiResult<Json<PageView<TrafficView>>> {
     caller.require_admin()?;
     let mut errors = ValidationErrors::new();
     let direction = match p.direction.as_deref() {
@@ -47,7 +48,7 @@ pub async fn list(State(state): State<AppState>, caller: Caller, Query(p): Query
     let since = time("since", p.since.as_deref());
     let until = time("until", p.until.as_deref());
     errors.into_result(())?;
-    let (limit, offset) = p.paging.resolve();
+    let (limit, offset) = Paging { limit: p.limit, offset: p.offset }.resolve();
     let filter = TrafficFilter { direction, account_name: p.account.filter(|a| !a.is_empty()), query: p.q, since, until, limit, offset };
     let page = state.store.list_traffic(&filter).await?;
     Ok(Json(PageView { items: page.items.iter().map(TrafficView::from).collect(), total: page.total, limit, offset }))

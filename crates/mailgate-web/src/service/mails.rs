@@ -11,7 +11,7 @@ use crate::state::AppState;
 /// A submission in one of the accepted forms.
 #[derive(Debug)]
 pub enum Submission {
-    Json(MailSubmission),
+    Json(Box<MailSubmission>),
     /// A complete RFC 5322 message; recipients from its header unless `envelope_to` is given.
     Raw { raw: Vec<u8>, account: Option<String>, envelope_to: Option<Vec<String>> },
 }
@@ -116,11 +116,10 @@ pub async fn submit(
 /// A mail visible to the caller: admins see all, other keys their own.
 pub async fn visible_mail(state: &AppState, id: &str, api_key_id: Option<&str>) -> ApiResult<Mail> {
     let mail = state.store.get_mail(id).await?;
-    if let Some(key) = api_key_id {
-        if mail.api_key_id.as_deref() != Some(key) {
+    if let Some(key) = api_key_id
+        && mail.api_key_id.as_deref() != Some(key) {
             return Err(ApiError::NotFound(format!("mail '{id}' not found")));
         }
-    }
     Ok(mail)
 }
 

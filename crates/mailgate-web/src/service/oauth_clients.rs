@@ -211,7 +211,7 @@ pub async fn token_test(state: &AppState, id: &str) -> ApiResult<TokenTest> {
                 message: e.to_string(),
                 temporary: e.is_temporary(),
                 provider: match e {
-                    TokenError::Provider(p) => Some(p),
+                    TokenError::Provider(p) => Some(*p),
                     _ => None,
                 },
             }),

@@ -59,11 +59,10 @@ pub async fn update(state: &AppState, input: SettingsInput) -> ApiResult<Setting
             },
         }
     }
-    if let Some(days) = input.traffic_retention_days {
-        if days > 36_500 {
+    if let Some(days) = input.traffic_retention_days
+        && days > 36_500 {
             errors.add("traffic_retention_days", "must be 0 (keep forever) to 36500");
         }
-    }
     if let Some(contacts) = &input.admin_contacts {
         for (i, c) in contacts.iter().enumerate() {
             if let Err(e) = Mailbox::parse(c) {
@@ -71,11 +70,10 @@ pub async fn update(state: &AppState, input: SettingsInput) -> ApiResult<Setting
             }
         }
     }
-    if let Some(days) = &input.expiry_notice_days {
-        if days.iter().any(|d| *d > 3650) {
+    if let Some(days) = &input.expiry_notice_days
+        && days.iter().any(|d| *d > 3650) {
             errors.add("expiry_notice_days", "each must be 0 to 3650");
         }
-    }
     errors.into_result(())?;
     let store = &state.store;
     if let Some(choice) = default_account_id {

@@ -1,0 +1,7 @@
+//! Integration tests of mailgate against real Postfix and Dovecot (started by scripts/test.sh)
+//! and the test kit's stand-in for Microsoft's token endpoint.
+
+mod api;
+mod crash;
+mod helpers;
+mod send;
