@@ -15,7 +15,7 @@
 # plus fixed offsets, see set_ports. Recipe and gotchas: /work/shared/docs/test-servers.md.
 set -euo pipefail
 
-readonly PACKAGES=(dovecot-core dovecot-imapd dovecot-lmtpd postfix openssl)
+readonly PACKAGES=(dovecot-core dovecot-imapd dovecot-lmtpd dovecot-submissiond postfix openssl)
 readonly DOMAIN=example.test
 readonly USER_SENDER=sender@example.test PASS_SENDER=sender-pass-1
 readonly USER_READER=reader@example.test PASS_READER=reader-pass-1
@@ -82,9 +82,14 @@ set_ports() {
     AUTH_PORT=$((base + 7))           # Dovecot auth (client protocol) for Postfix SASL
     IMAP_EXPIRED_PORT=$((base + 8))   # Dovecot IMAPS with an expired certificate
     IMAP_UNTRUSTED_PORT=$((base + 9)) # Dovecot IMAPS with a certificate from an unknown CA
+    # For benchmarks: Dovecot submission (STARTTLS, real XOAUTH2) relaying every mail at once to
+    # a sink on SINK_PORT, which the benchmark starts (Postfix's smtp-sink). Postfix also routes
+    # the domain sink.test there (the queueing MTA a user would pick instead).
+    SUBMISSION_SINK_PORT=$((base + 10))
+    SINK_PORT=$((base + 11))
     ALL_PORTS=("$SMTP_RELAY_PORT" "$SMTP_STARTTLS_PORT" "$SMTP_TLS_PORT" "$SMTP_PLAIN_PORT"
         "$IMAP_STARTTLS_PORT" "$IMAP_TLS_PORT" "$LMTP_PORT" "$AUTH_PORT"
-        "$IMAP_EXPIRED_PORT" "$IMAP_UNTRUSTED_PORT")
+        "$IMAP_EXPIRED_PORT" "$IMAP_UNTRUSTED_PORT" "$SUBMISSION_SINK_PORT")
 }
 
 # Prints the ports among "$@" that have a listening TCP socket (any address). Uses ss rather than
@@ -247,8 +252,9 @@ passdb {
   mechanisms = plain login
   args = scheme=PLAIN username_format=%Lu $conf/users
 }
-$(protocol_passdbs imap)
-$(protocol_passdbs smtp)
+$(protocol_passdbs imap imap)
+$(protocol_passdbs smtp smtp)
+$(protocol_passdbs submission smtp)
 # Any address at any domain is deliverable and readable (tests send to fresh addresses).
 userdb {
   driver = static
@@ -270,9 +276,21 @@ instance_name = $INSTANCE
 base_dir = $conf/run
 state_dir = $conf/state
 log_path = $DIR/dovecot.log
-protocols = imap lmtp
+protocols = imap lmtp submission
 ssl_cert = <$TLS/server.pem
 ssl_key = <$TLS/server-key.pem
+submission_relay_host = 127.0.0.1
+submission_relay_port = $SINK_PORT
+submission_relay_trusted = yes
+hostname = localhost
+
+service submission-login {
+  service_count = 0
+  inet_listener submission {
+    address = 127.0.0.1
+    port = $SUBMISSION_SINK_PORT
+  }
+}
 
 service imap-login {
   # One login process serves many connections (the default forks one per connection).
@@ -305,7 +323,8 @@ EOF
     write_dovecot_cert_instance untrusted "$IMAP_UNTRUSTED_PORT"
 }
 
-# The passdbs of protocol $1 (imap, or smtp: Postfix's Dovecot SASL client sends service=smtp).
+# The passdbs of protocol $1 (imap, submission, or smtp: Postfix's Dovecot SASL client sends
+# service=smtp), checking tokens at the IdP's introspection URL for $2 (imap or smtp).
 # Protocol-specific passdbs run before the global ones.
 protocol_passdbs() {
     cat <<EOF
@@ -325,7 +344,7 @@ protocol $1 {
   passdb {
     driver = oauth2
     mechanisms = xoauth2 oauthbearer
-    args = $DIR/dovecot/oauth2-$1.conf.ext
+    args = $DIR/dovecot/oauth2-$2.conf.ext
   }
 }
 EOF
@@ -408,6 +427,8 @@ append_dot_mydomain = no
 # Everything, for every domain, goes to Dovecot LMTP.
 default_transport = lmtp:inet:127.0.0.1:$LMTP_PORT
 relay_transport = lmtp:inet:127.0.0.1:$LMTP_PORT
+# Benchmarks: the domain sink.test goes to the sink on SINK_PORT (started by the benchmark).
+transport_maps = inline:{ sink.test=smtp:[127.0.0.1]:$SINK_PORT }
 smtp_dns_support_level = disabled
 lmtp_dns_support_level = disabled
 message_size_limit = 52428800
@@ -565,6 +586,8 @@ MG_LMTP_PORT=$LMTP_PORT
 MG_DOVECOT_AUTH_PORT=$AUTH_PORT
 MG_IMAP_EXPIRED_PORT=$IMAP_EXPIRED_PORT
 MG_IMAP_UNTRUSTED_PORT=$IMAP_UNTRUSTED_PORT
+MG_SUBMISSION_SINK_PORT=$SUBMISSION_SINK_PORT
+MG_SINK_PORT=$SINK_PORT
 MG_IDP_PORT=$idp
 MG_IDP_INTROSPECT_IMAP_URL=http://127.0.0.1:$idp/introspect/imap
 MG_IDP_INTROSPECT_SMTP_URL=http://127.0.0.1:$idp/introspect/smtp

@@ -247,3 +247,49 @@ pub struct ApiKey {
     pub last_used_at: Option<Millis>,
     pub revoked_at: Option<Millis>,
 }
+
+/// A retrieved message (without its raw bytes).
+#[derive(Debug, Clone, PartialEq)]
+pub struct InboxMessage {
+    pub id: String,
+    pub account_id: String,
+    pub account_name: String,
+    pub folder: String,
+    pub uidvalidity: i64,
+    pub uid: i64,
+    pub message_id: Option<String>,
+    pub subject: String,
+    pub from: String,
+    pub to: String,
+    pub cc: String,
+    pub date: Option<Millis>,
+    pub size: i64,
+    /// The full parsed view as JSON (fields, bodies, attachment list).
+    pub parsed: String,
+    /// Parse problems; non-empty means the message is flagged.
+    pub problems: Vec<String>,
+    pub received_at: Millis,
+    pub claimed_until: Option<Millis>,
+    pub consumed_at: Option<Millis>,
+}
+
+/// What the retriever last did for an IMAP account.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RetrievalState {
+    pub account_id: String,
+    pub uidvalidity: Option<i64>,
+    pub last_run_at: Option<Millis>,
+    pub last_success_at: Option<Millis>,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<Millis>,
+    pub stored_total: i64,
+    /// Messages left on the server because they exceed the size limit.
+    pub oversize: Vec<OversizeMessage>,
+}
+
+/// A message too large to retrieve.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OversizeMessage {
+    pub uid: u32,
+    pub size: u64,
+}

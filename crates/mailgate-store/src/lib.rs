@@ -17,8 +17,8 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use mailgate_core::Millis;
 use mailgate_core::model::{
-    Account, ApiKey, Attempt, AttemptOutcome, AttachmentSummary, Direction, Mail, MailStatus, OAuthClient,
-    TrafficEntry,
+    Account, ApiKey, Attempt, AttemptOutcome, AttachmentSummary, Direction, InboxMessage, Mail, MailStatus, OAuthClient,
+    RetrievalState, TrafficEntry,
 };
 
 pub use sqlite::SqliteStore;
@@ -113,6 +113,40 @@ pub struct TrafficFilter {
     pub offset: u64,
 }
 
+/// A retrieved message to store.
+#[derive(Debug, Clone)]
+pub struct NewInboxMessage {
+    pub id: String,
+    pub account_id: String,
+    pub folder: String,
+    pub uidvalidity: i64,
+    pub uid: i64,
+    pub message_id: Option<String>,
+    pub subject: String,
+    pub from: String,
+    pub to: String,
+    pub cc: String,
+    pub date: Option<Millis>,
+    pub parsed: String,
+    pub problems: Vec<String>,
+    pub attachments: Vec<AttachmentSummary>,
+    pub raw: Vec<u8>,
+    pub now: Millis,
+}
+
+/// Filters for listing retrieved mail.
+#[derive(Debug, Clone, Default)]
+pub struct InboxFilter {
+    pub account_id: Option<String>,
+    /// `Some(false)`: only messages not consumed yet.
+    pub consumed: Option<bool>,
+    pub query: Option<String>,
+    pub since: Option<Millis>,
+    pub until: Option<Millis>,
+    pub limit: u32,
+    pub offset: u64,
+}
+
 /// What happened to a claimed mail, as the spool worker decided it.
 #[derive(Debug, Clone)]
 pub struct AttemptRecord {
@@ -184,6 +218,27 @@ pub trait Store: Send + Sync + 'static {
     async fn authenticate_api_key(&self, hash: &str, now: Millis) -> Result<Option<ApiKey>>;
     async fn list_api_keys(&self) -> Result<Vec<ApiKey>>;
     async fn revoke_api_key(&self, id: &str, now: Millis) -> Result<()>;
+
+    /// Stores a retrieved message and its traffic row; `false` when the same (account, folder,
+    /// UIDVALIDITY, UID) is stored already (nothing changes then).
+    async fn insert_inbox_message(&self, message: &NewInboxMessage) -> Result<bool>;
+    async fn list_inbox(&self, filter: &InboxFilter) -> Result<Page<InboxMessage>>;
+    async fn get_inbox_message(&self, id: &str) -> Result<InboxMessage>;
+    async fn get_inbox_raw(&self, id: &str) -> Result<Vec<u8>>;
+    /// Marks a message consumed (idempotent); it is purged after the retention time.
+    async fn consume_inbox_message(&self, id: &str, now: Millis) -> Result<()>;
+    /// Hands the oldest unconsumed, unclaimed (or lapsed) message to `claimer` until
+    /// `now + lease_ms`; one message goes to exactly one claimer.
+    async fn claim_inbox_message(
+        &self,
+        claimer: &str,
+        now: Millis,
+        lease_ms: i64,
+        account_id: Option<&str>,
+    ) -> Result<Option<InboxMessage>>;
+    async fn purge_consumed_inbox(&self, consumed_before: Millis) -> Result<u64>;
+    async fn get_retrieval_state(&self, account_id: &str) -> Result<Option<RetrievalState>>;
+    async fn put_retrieval_state(&self, state: &RetrievalState) -> Result<()>;
 
     async fn get_settings(&self) -> Result<BTreeMap<String, String>>;
     /// Sets (or with `None` removes) one setting.

@@ -10,11 +10,10 @@ pub struct Migration {
     pub sql: &'static str,
 }
 
-pub const SQLITE: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sql: include_str!("../migrations/sqlite/0001_init.sql"),
-}];
+pub const SQLITE: &[Migration] = &[
+    Migration { version: 1, name: "init", sql: include_str!("../migrations/sqlite/0001_init.sql") },
+    Migration { version: 2, name: "inbox", sql: include_str!("../migrations/sqlite/0002_inbox.sql") },
+];
 
 /// Applies pending SQLite migrations; returns how many ran.
 pub async fn run_sqlite(pool: &sqlx::SqlitePool) -> anyhow::Result<usize> {

@@ -11,7 +11,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row as _, SqlitePool};
 
 use crate::{
-    AttemptRecord, Context as _, Inserted, MailFilter, NewMail, Page, Result, Store, StoreError, TrafficFilter,
+    AttemptRecord, Context as _, InboxFilter, Inserted, MailFilter, NewInboxMessage, NewMail, Page, Result, Store,
+    StoreError, TrafficFilter,
 };
 
 /// mailgate's store on an embedded SQLite database.
@@ -180,6 +181,33 @@ fn api_key_from_row(r: &SqliteRow) -> ApiKey {
         last_used_at: r.get("last_used_at"),
         revoked_at: r.get("revoked_at"),
     }
+}
+
+const INBOX_COLUMNS: &str = "i.id, i.account_id, a.name AS account_name, i.folder, i.uidvalidity, i.uid, \
+    i.message_id, i.subject, i.from_addr, i.to_addrs, i.cc_addrs, i.date, i.size, i.parsed, i.problems, \
+    i.received_at, i.claimed_until, i.consumed_at";
+
+fn inbox_from_row(r: &SqliteRow) -> Result<InboxMessage> {
+    Ok(InboxMessage {
+        id: r.get("id"),
+        account_id: r.get("account_id"),
+        account_name: r.get("account_name"),
+        folder: r.get("folder"),
+        uidvalidity: r.get("uidvalidity"),
+        uid: r.get("uid"),
+        message_id: r.get("message_id"),
+        subject: r.get("subject"),
+        from: r.get("from_addr"),
+        to: r.get("to_addrs"),
+        cc: r.get("cc_addrs"),
+        date: r.get("date"),
+        size: r.get("size"),
+        parsed: r.get("parsed"),
+        problems: parse_json(&r.get::<String, _>("problems"), "problems")?,
+        received_at: r.get("received_at"),
+        claimed_until: r.get("claimed_until"),
+        consumed_at: r.get("consumed_at"),
+    })
 }
 
 /// `%text%` for LIKE with the wildcards in `text` escaped.
@@ -853,6 +881,202 @@ impl Store for SqliteStore {
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("API key '{id}'")));
         }
+        Ok(())
+    }
+
+    async fn insert_inbox_message(&self, m: &NewInboxMessage) -> Result<bool> {
+        let mut tx = self.pool.begin().await.ctx("starting a transaction")?;
+        let done = sqlx::query(
+            "INSERT INTO inbox (id, account_id, folder, uidvalidity, uid, message_id, subject, from_addr, to_addrs, \
+             cc_addrs, date, size, parsed, problems, raw, received_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) \
+             ON CONFLICT (account_id, folder, uidvalidity, uid) DO NOTHING",
+        )
+        .bind(&m.id)
+        .bind(&m.account_id)
+        .bind(&m.folder)
+        .bind(m.uidvalidity)
+        .bind(m.uid)
+        .bind(&m.message_id)
+        .bind(&m.subject)
+        .bind(&m.from)
+        .bind(&m.to)
+        .bind(&m.cc)
+        .bind(m.date)
+        .bind(m.raw.len() as i64)
+        .bind(&m.parsed)
+        .bind(json_list(&m.problems))
+        .bind(&m.raw)
+        .bind(m.now)
+        .execute(&mut *tx)
+        .await
+        .ctx("storing a retrieved message")?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO traffic (direction, account_name, mail_id, message_id, from_addr, to_addrs, cc_addrs, subject, \
+             attachments, size, at) SELECT 'in', a.name, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM accounts a WHERE a.id = ?",
+        )
+        .bind(&m.id)
+        .bind(m.message_id.clone().unwrap_or_default())
+        .bind(&m.from)
+        .bind(&m.to)
+        .bind(&m.cc)
+        .bind(&m.subject)
+        .bind(serde_json::to_string(&m.attachments).unwrap_or_else(|_| "[]".into()))
+        .bind(m.raw.len() as i64)
+        .bind(m.now)
+        .bind(&m.account_id)
+        .execute(&mut *tx)
+        .await
+        .ctx("writing the traffic log")?;
+        tx.commit().await.ctx("committing a retrieved message")?;
+        Ok(true)
+    }
+
+    async fn list_inbox(&self, f: &InboxFilter) -> Result<Page<InboxMessage>> {
+        let mut c = Conditions::default();
+        if let Some(a) = &f.account_id {
+            c.push("i.account_id = ?", [Bind::Text(a.clone())]);
+        }
+        match f.consumed {
+            Some(true) => c.push("i.consumed_at IS NOT NULL", []),
+            Some(false) => c.push("i.consumed_at IS NULL", []),
+            None => {}
+        }
+        if let Some(q) = f.query.as_deref().filter(|q| !q.is_empty()) {
+            let p = like_pattern(q);
+            c.push(
+                "(i.from_addr LIKE ? ESCAPE '\\' OR i.to_addrs LIKE ? ESCAPE '\\' OR i.cc_addrs LIKE ? ESCAPE '\\' \
+                 OR i.subject LIKE ? ESCAPE '\\' OR i.message_id LIKE ? ESCAPE '\\')",
+                (0..5).map(|_| Bind::Text(p.clone())),
+            );
+        }
+        if let Some(s) = f.since {
+            c.push("i.received_at >= ?", [Bind::Int(s)]);
+        }
+        if let Some(u) = f.until {
+            c.push("i.received_at < ?", [Bind::Int(u)]);
+        }
+        let clause = c.clause();
+        let count_sql = format!("SELECT COUNT(*) FROM inbox i{clause}");
+        let total: i64 = c.bind(sqlx::query(&count_sql)).fetch_one(&self.pool).await.ctx("counting messages")?.get(0);
+        let sql = format!(
+            "SELECT {INBOX_COLUMNS} FROM inbox i JOIN accounts a ON a.id = i.account_id{clause} \
+             ORDER BY i.received_at DESC, i.id DESC LIMIT ? OFFSET ?"
+        );
+        let rows = c
+            .bind(sqlx::query(&sql))
+            .bind(i64::from(f.limit))
+            .bind(f.offset as i64)
+            .fetch_all(&self.pool)
+            .await
+            .ctx("listing messages")?;
+        Ok(Page { items: rows.iter().map(inbox_from_row).collect::<Result<_>>()?, total })
+    }
+
+    async fn get_inbox_message(&self, id: &str) -> Result<InboxMessage> {
+        let sql = format!("SELECT {INBOX_COLUMNS} FROM inbox i JOIN accounts a ON a.id = i.account_id WHERE i.id = ?");
+        let row = sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await.ctx("reading a message")?;
+        inbox_from_row(&row.ok_or_else(|| StoreError::NotFound(format!("message '{id}'")))?)
+    }
+
+    async fn get_inbox_raw(&self, id: &str) -> Result<Vec<u8>> {
+        let raw: Option<Vec<u8>> = sqlx::query_scalar("SELECT raw FROM inbox WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .ctx("reading a message's content")?;
+        raw.ok_or_else(|| StoreError::NotFound(format!("message '{id}'")))
+    }
+
+    async fn consume_inbox_message(&self, id: &str, now: Millis) -> Result<()> {
+        let done = sqlx::query("UPDATE inbox SET consumed_at = COALESCE(consumed_at, ?), claimed_by = NULL, claimed_until = NULL WHERE id = ?")
+            .bind(now)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .ctx("consuming a message")?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("message '{id}'")));
+        }
+        Ok(())
+    }
+
+    async fn claim_inbox_message(
+        &self,
+        claimer: &str,
+        now: Millis,
+        lease_ms: i64,
+        account_id: Option<&str>,
+    ) -> Result<Option<InboxMessage>> {
+        let id: Option<String> = sqlx::query_scalar(
+            "UPDATE inbox SET claimed_by = ?1, claimed_until = ?2 WHERE id = (SELECT id FROM inbox \
+             WHERE consumed_at IS NULL AND (claimed_until IS NULL OR claimed_until < ?3) AND (?4 IS NULL OR account_id = ?4) \
+             ORDER BY received_at, id LIMIT 1) RETURNING id",
+        )
+        .bind(claimer)
+        .bind(now + lease_ms)
+        .bind(now)
+        .bind(account_id)
+        .fetch_optional(&self.pool)
+        .await
+        .ctx("claiming a message")?;
+        match id {
+            Some(id) => Ok(Some(self.get_inbox_message(&id).await?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn purge_consumed_inbox(&self, consumed_before: Millis) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM inbox WHERE consumed_at IS NOT NULL AND consumed_at < ?")
+            .bind(consumed_before)
+            .execute(&self.pool)
+            .await
+            .ctx("purging consumed messages")?;
+        Ok(done.rows_affected())
+    }
+
+    async fn get_retrieval_state(&self, account_id: &str) -> Result<Option<RetrievalState>> {
+        let row = sqlx::query("SELECT * FROM retrieval_state WHERE account_id = ?")
+            .bind(account_id)
+            .fetch_optional(&self.pool)
+            .await
+            .ctx("reading retrieval state")?;
+        row.map(|r| {
+            Ok(RetrievalState {
+                account_id: r.get("account_id"),
+                uidvalidity: r.get("uidvalidity"),
+                last_run_at: r.get("last_run_at"),
+                last_success_at: r.get("last_success_at"),
+                last_error: r.get("last_error"),
+                last_error_at: r.get("last_error_at"),
+                stored_total: r.get("stored_total"),
+                oversize: parse_json(&r.get::<String, _>("oversize"), "oversize")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn put_retrieval_state(&self, s: &RetrievalState) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO retrieval_state (account_id, uidvalidity, last_run_at, last_success_at, last_error, last_error_at, \
+             stored_total, oversize) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(account_id) DO UPDATE SET \
+             uidvalidity = excluded.uidvalidity, last_run_at = excluded.last_run_at, last_success_at = excluded.last_success_at, \
+             last_error = excluded.last_error, last_error_at = excluded.last_error_at, stored_total = excluded.stored_total, \
+             oversize = excluded.oversize",
+        )
+        .bind(&s.account_id)
+        .bind(s.uidvalidity)
+        .bind(s.last_run_at)
+        .bind(s.last_success_at)
+        .bind(&s.last_error)
+        .bind(s.last_error_at)
+        .bind(s.stored_total)
+        .bind(serde_json::to_string(&s.oversize).unwrap_or_else(|_| "[]".into()))
+        .execute(&self.pool)
+        .await
+        .ctx("writing retrieval state")?;
         Ok(())
     }
 

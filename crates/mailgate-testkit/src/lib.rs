@@ -12,6 +12,7 @@
 
 pub mod env;
 pub mod idp;
+pub mod mailbox;
 pub mod poll;
 pub mod proxy;
 

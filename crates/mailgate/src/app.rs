@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use mailgate_core::now_millis;
+use mailgate_imap::{Retriever, RetrieverConfig};
 use mailgate_oauth::TokenCache;
 use mailgate_smtp::{Spool, SpoolConfig, Timeouts};
 use mailgate_store::{Store, Vault};
@@ -81,7 +82,13 @@ impl RunningApp {
         if released > 0 {
             tracing::warn!(mails = released, node = %node_id, "took back mails an earlier run of this node held when it stopped; they are sent again");
         }
-        let spool = Spool::new(store.clone(), vault.clone(), tokens.clone(), tls, spool_config, node_id.clone());
+        let spool = Spool::new(store.clone(), vault.clone(), tokens.clone(), tls.clone(), spool_config, node_id.clone());
+        let retriever_config = RetrieverConfig {
+            max_message_bytes: config.limits.max_message_bytes as u64,
+            timeout: Duration::from_secs(s.command_timeout_secs.max(5) * 2),
+            ..RetrieverConfig::default()
+        };
+        let retriever = Retriever::new(store.clone(), vault.clone(), tokens.clone(), tls, retriever_config);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let workers_running = Arc::new(AtomicBool::new(false));
         let state = AppState {
@@ -89,6 +96,7 @@ impl RunningApp {
             vault,
             tokens,
             spool: spool.clone(),
+            retriever: retriever.clone(),
             limits: mailgate_core::submission::Limits {
                 max_message_bytes: config.limits.max_message_bytes,
                 max_attachments: config.limits.max_attachments,
@@ -100,7 +108,8 @@ impl RunningApp {
             TcpListener::bind(&config.listen).await.with_context(|| format!("listening on {}", config.listen))?;
         let addr = listener.local_addr()?;
         let mut tasks = spool.spawn_workers(shutdown_rx.clone());
-        tasks.push(tokio::spawn(traffic_retention(store, shutdown_rx.clone())));
+        tasks.push(retriever.spawn(shutdown_rx.clone()));
+        tasks.push(tokio::spawn(retention(store, shutdown_rx.clone())));
         workers_running.store(true, Ordering::Relaxed);
         let mut http_shutdown = shutdown_rx;
         let http = tokio::spawn(mailgate_web::serve(listener, state.clone(), async move {
@@ -127,13 +136,19 @@ impl RunningApp {
     }
 }
 
-/// Deletes traffic rows older than the retention setting, hourly.
-async fn traffic_retention(store: Arc<dyn Store>, mut shutdown: watch::Receiver<bool>) {
+/// Hourly: deletes traffic rows older than `traffic_retention_days` (default 90) and consumed
+/// inbox messages older than `inbox_retention_days` (default 7).
+async fn retention(store: Arc<dyn Store>, mut shutdown: watch::Receiver<bool>) {
     loop {
-        let days: i64 = match store.get_settings().await {
-            Ok(s) => s.get("traffic_retention_days").and_then(|v| v.parse().ok()).unwrap_or(90),
-            Err(_) => 90,
-        };
+        let settings = store.get_settings().await.unwrap_or_default();
+        let setting = |key: &str, default: i64| settings.get(key).and_then(|v| v.parse().ok()).unwrap_or(default);
+        let inbox_days = setting("inbox_retention_days", 7);
+        match store.purge_consumed_inbox(now_millis() - inbox_days * 86_400_000).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(messages = n, days = inbox_days, "purged consumed inbox messages"),
+            Err(e) => tracing::warn!(error = %e, "could not purge consumed inbox messages"),
+        }
+        let days = setting("traffic_retention_days", 90);
         if days > 0 {
             match store.purge_traffic(now_millis() - days * 86_400_000).await {
                 Ok(0) => {}

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 
 use super::Caller;
 use super::json::ApiJson;
-use super::views::AccountView;
+use super::views::{AccountView, RetrievalView};
 use crate::error::ApiResult;
 use crate::service::accounts::{self, AccountInput};
 use crate::state::AppState;
@@ -19,7 +19,12 @@ pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Js
 
 pub async fn show(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<AccountView>> {
     caller.require_admin()?;
-    Ok(Json(AccountView::from(&state.store.get_account(&id).await?)))
+    let account = state.store.get_account(&id).await?;
+    let mut view = AccountView::from(&account);
+    if account.protocol == mailgate_core::model::Protocol::Imap {
+        view.retrieval = state.store.get_retrieval_state(&account.id).await?.as_ref().map(RetrievalView::from);
+    }
+    Ok(Json(view))
 }
 
 pub async fn create(
@@ -40,6 +45,20 @@ pub async fn update(
 ) -> ApiResult<Json<AccountView>> {
     caller.require_admin()?;
     Ok(Json(AccountView::from(&accounts::update(&state, &id, input).await?)))
+}
+
+/// Retrieves an IMAP account now and answers what the pass did.
+pub async fn retrieve(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<serde_json::Value>> {
+    caller.require_admin()?;
+    let account = state.store.get_account(&id).await?;
+    if account.protocol != mailgate_core::model::Protocol::Imap {
+        return Err(crate::error::ApiError::Conflict(format!("'{}' is an SMTP account; only IMAP accounts retrieve mail", account.name)));
+    }
+    let result = state.retriever.retrieve_once(&account).await;
+    Ok(Json(match result {
+        Ok(r) => serde_json::json!({"ok": true, "stored": r.stored, "duplicates": r.duplicates, "removed": r.removed, "oversize": r.oversize}),
+        Err(e) => serde_json::json!({"ok": false, "error": e.message, "temporary": e.temporary}),
+    }))
 }
 
 pub async fn remove(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {

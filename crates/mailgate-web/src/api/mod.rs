@@ -3,6 +3,7 @@
 mod accounts;
 mod auth;
 mod health;
+mod inbox;
 mod json;
 mod keys;
 mod mails;
@@ -51,6 +52,12 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/mails/{id}", get(mails::show).delete(mails::remove))
         .route("/mails/{id}/raw", get(mails::raw))
         .route("/mails/{id}/retry", post(mails::retry))
+        .route("/accounts/{id}/retrieve", post(accounts::retrieve))
+        .route("/inbox", get(inbox::list))
+        .route("/inbox/claim", post(inbox::claim))
+        .route("/inbox/{id}", get(inbox::show).delete(inbox::consume))
+        .route("/inbox/{id}/raw", get(inbox::raw))
+        .route("/inbox/{id}/attachments/{n}", get(inbox::attachment))
         .route("/traffic", get(traffic::list))
         .route("/settings", get(settings::show).put(settings::update).patch(settings::update))
         .route("/api-keys", get(keys::list).post(keys::create))

@@ -91,6 +91,33 @@ pub struct AccountView {
     pub last_error_at: Option<String>,
     pub created_at: String,
     pub updated_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retrieval: Option<RetrievalView>,
+}
+
+/// The retriever's last pass over an IMAP account.
+#[derive(Serialize)]
+pub struct RetrievalView {
+    pub last_run_at: Option<String>,
+    pub last_success_at: Option<String>,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<String>,
+    pub stored_total: i64,
+    /// Messages left on the server because they exceed the size limit.
+    pub oversize: Vec<mailgate_core::model::OversizeMessage>,
+}
+
+impl From<&mailgate_core::model::RetrievalState> for RetrievalView {
+    fn from(s: &mailgate_core::model::RetrievalState) -> Self {
+        RetrievalView {
+            last_run_at: opt_ts(s.last_run_at),
+            last_success_at: opt_ts(s.last_success_at),
+            last_error: s.last_error.clone(),
+            last_error_at: opt_ts(s.last_error_at),
+            stored_total: s.stored_total,
+            oversize: s.oversize.clone(),
+        }
+    }
 }
 
 impl From<&Account> for AccountView {
@@ -125,6 +152,62 @@ impl From<&Account> for AccountView {
             last_error_at: opt_ts(a.last_error_at),
             created_at: ts(a.created_at),
             updated_at: ts(a.updated_at),
+            retrieval: None,
+        }
+    }
+}
+
+/// A retrieved message; with `detail`, the parsed fields and bodies.
+#[derive(Serialize)]
+pub struct InboxView {
+    pub id: String,
+    pub account: String,
+    pub folder: String,
+    pub uid: i64,
+    pub message_id: Option<String>,
+    pub subject: String,
+    pub from: String,
+    pub to: String,
+    pub cc: String,
+    pub date: Option<String>,
+    pub size: i64,
+    /// True when the message did not parse cleanly; `problems` says why.
+    pub flagged: bool,
+    pub problems: Vec<String>,
+    pub received_at: String,
+    pub claimed_until: Option<String>,
+    pub consumed_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parsed: Option<serde_json::Value>,
+}
+
+impl InboxView {
+    pub fn new(m: &mailgate_core::model::InboxMessage, detail: bool) -> InboxView {
+        let parsed = detail.then(|| {
+            let mut v: serde_json::Value = serde_json::from_str(&m.parsed).unwrap_or(serde_json::Value::Null);
+            if let Some(date) = v.get("date").and_then(serde_json::Value::as_i64) {
+                v["date"] = serde_json::Value::String(ts(date));
+            }
+            v
+        });
+        InboxView {
+            id: m.id.clone(),
+            account: m.account_name.clone(),
+            folder: m.folder.clone(),
+            uid: m.uid,
+            message_id: m.message_id.clone(),
+            subject: m.subject.clone(),
+            from: m.from.clone(),
+            to: m.to.clone(),
+            cc: m.cc.clone(),
+            date: opt_ts(m.date),
+            size: m.size,
+            flagged: !m.problems.is_empty(),
+            problems: m.problems.clone(),
+            received_at: ts(m.received_at),
+            claimed_until: opt_ts(m.claimed_until),
+            consumed_at: opt_ts(m.consumed_at),
+            parsed,
         }
     }
 }

@@ -15,6 +15,8 @@ pub struct Settings {
     /// Account used when a submission names none; never a random one.
     pub default_account: Option<String>,
     pub traffic_retention_days: u32,
+    /// Consumed inbox messages are deleted after this many days.
+    pub inbox_retention_days: u32,
     pub admin_contacts: Vec<String>,
     pub expiry_notice_days: Vec<u32>,
 }
@@ -24,6 +26,7 @@ pub struct Settings {
 pub struct SettingsInput {
     pub default_account: Option<Option<String>>,
     pub traffic_retention_days: Option<u32>,
+    pub inbox_retention_days: Option<u32>,
     pub admin_contacts: Option<Vec<String>>,
     pub expiry_notice_days: Option<Vec<u32>>,
 }
@@ -33,6 +36,7 @@ fn from_map(map: &BTreeMap<String, String>) -> Settings {
     Settings {
         default_account: map.get("default_account").cloned(),
         traffic_retention_days: map.get("traffic_retention_days").and_then(|v| v.parse().ok()).unwrap_or(90),
+        inbox_retention_days: map.get("inbox_retention_days").and_then(|v| v.parse().ok()).unwrap_or(7),
         admin_contacts: list("admin_contacts").unwrap_or_default(),
         expiry_notice_days: map
             .get("expiry_notice_days")
@@ -63,6 +67,10 @@ pub async fn update(state: &AppState, input: SettingsInput) -> ApiResult<Setting
         && days > 36_500 {
             errors.add("traffic_retention_days", "must be 0 (keep forever) to 36500");
         }
+    if let Some(days) = input.inbox_retention_days
+        && days > 36_500 {
+            errors.add("inbox_retention_days", "must be 0 to 36500");
+        }
     if let Some(contacts) = &input.admin_contacts {
         for (i, c) in contacts.iter().enumerate() {
             if let Err(e) = Mailbox::parse(c) {
@@ -81,6 +89,9 @@ pub async fn update(state: &AppState, input: SettingsInput) -> ApiResult<Setting
     }
     if let Some(days) = input.traffic_retention_days {
         store.put_setting("traffic_retention_days", Some(&days.to_string())).await?;
+    }
+    if let Some(days) = input.inbox_retention_days {
+        store.put_setting("inbox_retention_days", Some(&days.to_string())).await?;
     }
     if let Some(contacts) = input.admin_contacts {
         store.put_setting("admin_contacts", Some(&serde_json::to_string(&contacts).unwrap_or_default())).await?;

@@ -15,6 +15,14 @@ struct Server {
     base: String,
 }
 
+impl Drop for Server {
+    /// A failing test must not leave a server behind.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn start(dir: &std::path::Path, port: u16, node: &str) -> Server {
     let env = TestEnv::load();
     let mut config = test_config(&env, dir);
@@ -105,10 +113,11 @@ async fn kill_9_with_mails_queued_and_in_flight_then_restart_delivers_every_mail
     env.wait_for_messages(&rcpt, 20, Duration::from_secs(30)).await;
     server.child.kill().expect("kill -9");
     server.child.wait().expect("reap");
+    drop(server);
     let before_restart = env.maildir_messages(&rcpt).len();
     assert!(before_restart < total, "the kill came too late to test anything ({before_restart} delivered)");
 
-    let mut server = start(&dir.0, port, "crash-node");
+    let server = start(&dir.0, port, "crash-node");
     let subjects = |messages: &[Vec<u8>]| -> HashSet<String> {
         messages
             .iter()
@@ -147,7 +156,6 @@ async fn kill_9_with_mails_queued_and_in_flight_then_restart_delivers_every_mail
     })
     .await;
     let _ = page;
-    server.child.kill().expect("stop");
-    let _ = server.child.wait();
+    drop(server);
     eprintln!("crash test: {before_restart} delivered before the kill, {duplicates} delivered twice");
 }

@@ -201,6 +201,29 @@ impl TestApp {
         self.smtp_account(json!({"auth": "xoauth2", "oauth_client": client.name})).await
     }
 
+    /// Creates an IMAP account reading `user`'s mailbox with XOAUTH2 over implicit TLS
+    /// (disabled, so tests drive retrieval with `retrieve`); `fields` override the defaults.
+    pub async fn imap_account(&self, client: &MsClient, user: &str, fields: Value) -> Value {
+        let mut body = json!({
+            "name": format!("imap-{}", uuid::Uuid::new_v4().simple()),
+            "protocol": "imap", "auth": "xoauth2", "oauth_client": client.name, "username": user,
+            "host": "localhost", "connection": "tls", "port": self.env.imap_tls_port, "enabled": false,
+        });
+        for (k, v) in fields.as_object().expect("object").clone() {
+            body[k] = v;
+        }
+        let (status, account) = self.post("/api/v1/accounts", body).await;
+        assert_eq!(status, 201, "{account}");
+        account
+    }
+
+    /// Runs one retrieval pass now; returns the report.
+    pub async fn retrieve(&self, account: &Value) -> Value {
+        let (status, report) = self.post(&format!("/api/v1/accounts/{}/retrieve", account["id"].as_str().expect("id")), json!({})).await;
+        assert_eq!(status, 200, "{report}");
+        report
+    }
+
     /// Submits a mail and returns its id.
     pub async fn submit(&self, body: Value) -> String {
         let (status, answer) = self.post("/api/v1/mails", body).await;

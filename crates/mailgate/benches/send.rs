@@ -1,0 +1,281 @@
+//! Send benchmark: 5 000 small mails through a real mailgate process (release build), from the
+//! first submission until the sink has accepted the last one, beside Postfix relaying the same
+//! number of mails through its queue to the same sink.
+//!
+//! Paths measured (sink = Postfix's `smtp-sink`):
+//! 1. mailgate → Dovecot submission with real XOAUTH2 (token checked by introspection) → sink
+//! 2. mailgate → sink directly (no TLS, no AUTH): mailgate's own ceiling
+//! 3. `smtp-source` → Postfix (queue on disk) → sink: the anchor a user would pick instead
+//!
+//! Run with scripts/bench.sh (it starts the servers). Prints a table; nothing is asserted.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mailgate_testkit::{ClientSpec, ROLE_SMTP, TenantSpec, TestEnv, eventually};
+use serde_json::{Value, json};
+
+struct Mailgate {
+    child: Child,
+    base: String,
+    key: String,
+    http: reqwest::Client,
+}
+
+impl Drop for Mailgate {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn env_file_values(path: &Path) -> HashMap<String, String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+        .collect()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+fn wait_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "port {port} did not open");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+async fn start_mailgate(env: &TestEnv, dir: &Path) -> Mailgate {
+    let bin = env!("CARGO_BIN_EXE_mailgate");
+    let port = free_port();
+    let config = format!(
+        "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nextra_ca_file = \"{}\"\nlog_level = \"warn\"\nlog_format = \"json\"\n",
+        dir.display(),
+        env.ca.display()
+    );
+    std::fs::write(dir.join("mailgate.toml"), config).expect("config");
+    let conf = dir.join("mailgate.toml");
+    let out = Command::new(bin)
+        .args(["--config", conf.to_str().expect("path"), "api-key", "create", "--name", "bench", "--admin"])
+        .output()
+        .expect("api-key create");
+    let key = String::from_utf8(out.stdout).expect("utf8").trim().to_string();
+    let child = Command::new(bin)
+        .args(["--config", conf.to_str().expect("path"), "serve"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("serve.log")).expect("log"))
+        .spawn()
+        .expect("spawn mailgate");
+    wait_port(port);
+    let http = reqwest::Client::builder().no_proxy().pool_max_idle_per_host(64).build().expect("client");
+    Mailgate { child, base: format!("http://127.0.0.1:{port}"), key, http }
+}
+
+impl Mailgate {
+    async fn post(&self, path: &str, body: Value) -> Value {
+        let r = self.http.post(format!("{}{path}", self.base)).bearer_auth(&self.key).json(&body).send().await.expect("post");
+        let status = r.status();
+        let v: Value = r.json().await.expect("json");
+        assert!(status.is_success(), "{path}: {status} {v}");
+        v
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        self.http.get(format!("{}{path}", self.base)).bearer_auth(&self.key).send().await.expect("get").json().await.expect("json")
+    }
+
+    fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+
+    async fn sent_count(&self) -> i64 {
+        self.get("/api/v1/mails?status=sent&limit=1").await["total"].as_i64().unwrap_or(0)
+    }
+}
+
+struct RunResult {
+    mails: usize,
+    seconds: f64,
+    submit_seconds: f64,
+}
+
+/// Submits `n` mails with 16 concurrent clients; waits until all are sent.
+async fn run(mg: &Arc<Mailgate>, account: &str, n: usize, already_sent: i64) -> RunResult {
+    let started = Instant::now();
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let mg = mg.clone();
+        let next = next.clone();
+        let account = account.to_string();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= n {
+                    break;
+                }
+                mg.post(
+                    "/api/v1/mails",
+                    json!({"account": account, "to": format!("rcpt{i}@sink.test"), "subject": format!("bench {i}"), "text": "A small benchmark mail.\n"}),
+                )
+                .await;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("submitter");
+    }
+    let submit_seconds = started.elapsed().as_secs_f64();
+    let target = already_sent + n as i64;
+    eventually(Duration::from_secs(600), "all mails sent", || async {
+        (mg.sent_count().await >= target).then_some(())
+    })
+    .await;
+    RunResult { mails: n, seconds: started.elapsed().as_secs_f64(), submit_seconds }
+}
+
+/// Server-side latency (accepted → the sink's 250) of single mails to an idle mailgate.
+async fn idle_latencies(mg: &Mailgate, account: &str, samples: usize) -> Vec<i64> {
+    let mut out = Vec::new();
+    for i in 0..samples {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let id = mg.post("/api/v1/mails", json!({"account": account, "to": format!("idle{i}@sink.test"), "text": "idle"})).await["id"]
+            .as_str()
+            .expect("id")
+            .to_string();
+        let mail = eventually(Duration::from_secs(10), "idle mail sent", || async {
+            let m = mg.get(&format!("/api/v1/mails/{id}")).await;
+            (m["status"] == "sent").then_some(m)
+        })
+        .await;
+        let created = mailgate_core_ms(mail["created_at"].as_str().expect("created"));
+        let sent = mailgate_core_ms(mail["sent_at"].as_str().expect("sent"));
+        out.push(sent - created);
+    }
+    out
+}
+
+fn mailgate_core_ms(rfc3339: &str) -> i64 {
+    let t = time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339).expect("time");
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+fn postfix_sent_to_sink(log: &Path, sink_port: &str) -> usize {
+    let needle = format!(":{sink_port}, ");
+    std::fs::read_to_string(log).unwrap_or_default().lines().filter(|l| l.contains(&needle) && l.contains("status=sent")).count()
+}
+
+fn postfix_anchor(env: &TestEnv, sink_port: &str, n: usize) -> f64 {
+    let log = env.dir.join("postfix.log");
+    let _ = Command::new("postsuper").args(["-c", env.postfix_config.to_str().expect("path"), "-d", "ALL"]).output();
+    let before = postfix_sent_to_sink(&log, sink_port);
+    let started = Instant::now();
+    let status = Command::new("/usr/sbin/smtp-source")
+        .args(["-s", "16", "-m", &n.to_string(), "-f", "bench@example.test", "-t", "rcpt@sink.test"])
+        .arg(format!("127.0.0.1:{}", env.smtp_relay_port))
+        .status()
+        .expect("smtp-source");
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while postfix_sent_to_sink(&log, sink_port) < before + n {
+        assert!(Instant::now() < deadline, "postfix did not deliver everything");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    started.elapsed().as_secs_f64()
+}
+
+fn percentile(sorted: &[i64], p: f64) -> i64 {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+#[tokio::main]
+async fn main() {
+    let n: usize = std::env::var("MG_BENCH_MAILS").ok().and_then(|v| v.parse().ok()).unwrap_or(5000);
+    let env = TestEnv::load();
+    let values = env_file_values(&TestEnv::env_file());
+    let sink_port = values.get("MG_SINK_PORT").expect("MG_SINK_PORT in the env file").clone();
+    let submission_port: u16 = values.get("MG_SUBMISSION_SINK_PORT").and_then(|p| p.parse().ok()).expect("MG_SUBMISSION_SINK_PORT");
+    let mut sink = Command::new("/usr/sbin/smtp-sink")
+        .args(["-u", "nobody", &format!("127.0.0.1:{sink_port}"), "2000"])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("smtp-sink (from Debian's postfix package)");
+    wait_port(sink_port.parse().expect("port"));
+
+    let dir: PathBuf = std::env::temp_dir().join(format!("mailgate-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let mg = Arc::new(start_mailgate(&env, &dir).await);
+
+    let tenant = uuid::Uuid::new_v4().to_string();
+    let client_id = uuid::Uuid::new_v4().to_string();
+    env.idp.register_tenant(TenantSpec::new(tenant.clone(), env.domain.clone())).await.expect("tenant");
+    let mut spec = ClientSpec::new(tenant.clone(), client_id.clone(), "bench-secret".to_string());
+    spec.roles = vec![ROLE_SMTP.into()];
+    env.idp.register_client(spec).await.expect("client");
+    mg.post(
+        "/api/v1/oauth-clients",
+        json!({"name": "bench", "tenant": tenant, "client_id": client_id, "client_secret": "bench-secret",
+               "token_url": format!("{}/{{tenant}}/oauth2/v2.0/token", env.idp_url)}),
+    )
+    .await;
+    mg.post(
+        "/api/v1/accounts",
+        json!({"name": "xoauth2", "protocol": "smtp", "auth": "xoauth2", "oauth_client": "bench", "username": env.user_sender,
+               "send_address": env.user_sender, "host": "127.0.0.1", "connection": "starttls", "port": submission_port}),
+    )
+    .await;
+    mg.post(
+        "/api/v1/accounts",
+        json!({"name": "direct", "protocol": "smtp", "auth": "none", "send_address": env.user_sender,
+               "host": "127.0.0.1", "connection": "none", "port": sink_port.parse::<u16>().expect("port")}),
+    )
+    .await;
+
+    let xoauth2 = run(&mg, "xoauth2", n, 0).await;
+    let tokens = env.idp.stats(&client_id).await.expect("stats").token_requests;
+    let latencies = {
+        let mut l = idle_latencies(&mg, "xoauth2", 20).await;
+        l.sort_unstable();
+        l
+    };
+    let sent_so_far = mg.sent_count().await;
+    let direct = run(&mg, "direct", n, sent_so_far).await;
+    let peak_kib = mg.peak_rss_kib();
+    let postfix_seconds = postfix_anchor(&env, &sink_port, n);
+    let _ = sink.kill();
+    let _ = sink.wait();
+    drop(mg);
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let rate = |r: &RunResult| r.mails as f64 / r.seconds;
+    println!();
+    println!("send benchmark, {n} mails, {} cores", std::thread::available_parallelism().map(|p| p.get()).unwrap_or(0));
+    println!("| path | mails/s | total s | submit s |");
+    println!("|---|---|---|---|");
+    println!("| mailgate → Dovecot submission (STARTTLS, XOAUTH2) → smtp-sink | {:.0} | {:.2} | {:.2} |", rate(&xoauth2), xoauth2.seconds, xoauth2.submit_seconds);
+    println!("| mailgate → smtp-sink (plain, no AUTH) | {:.0} | {:.2} | {:.2} |", rate(&direct), direct.seconds, direct.submit_seconds);
+    println!("| smtp-source → Postfix (queue) → smtp-sink | {:.0} | {:.2} | – |", n as f64 / postfix_seconds, postfix_seconds);
+    println!();
+    println!("token requests for the XOAUTH2 run: {tokens}");
+    println!("mailgate peak RSS over both runs: {:.1} MiB", peak_kib as f64 / 1024.0);
+    println!(
+        "idle mail, accepted → sink's 250 (20 samples): min {} ms, median {} ms, p95 {} ms, max {} ms",
+        latencies[0],
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.95),
+        latencies[latencies.len() - 1]
+    );
+}

@@ -1,0 +1,35 @@
+# Sourced by scripts/test.sh and scripts/bench.sh: starts and stops the OAuth provider stand-in
+# and the real mail servers on loopback. Needs ROOT (the repository) set by the caller.
+# Ports: MG_TEST_PORT_BASE (default 24000) + offsets; the stand-in listens on base + 20.
+
+RUN_DIR="$ROOT/target/test-env"
+IDP_PORT=$((${MG_TEST_PORT_BASE:-24000} + 20))
+
+servers_stop() {
+    "$ROOT/scripts/test-env.sh" stop "$RUN_DIR" || true
+    if [[ -f "$RUN_DIR/idp.pid" ]]; then
+        kill "$(cat "$RUN_DIR/idp.pid")" 2>/dev/null || true
+        rm -f "$RUN_DIR/idp.pid"
+    fi
+}
+
+# Args: the fake IdP binary.
+servers_start() {
+    local idp_bin=$1
+    mkdir -p "$RUN_DIR"
+    chmod 755 "$ROOT/target" "$RUN_DIR"
+    servers_stop
+    # The stand-in signs its RS256 tokens with this key (ring cannot generate RSA keys).
+    if [[ ! -s "$RUN_DIR/idp-key.pem" ]]; then
+        openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$RUN_DIR/idp-key.pem" 2>/dev/null
+    fi
+    setsid "$idp_bin" --listen "127.0.0.1:$IDP_PORT" --key "$RUN_DIR/idp-key.pem" \
+        </dev/null >"$RUN_DIR/idp.log" 2>&1 &
+    echo $! >"$RUN_DIR/idp.pid"
+    local i
+    for i in $(seq 200); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$IDP_PORT") 2>/dev/null && break
+        sleep 0.05
+    done
+    "$ROOT/scripts/test-env.sh" start "$RUN_DIR" "$IDP_PORT"
+}
