@@ -3,7 +3,7 @@
 # figures; docs/benchmarks.md records them. Not part of the test suite.
 #
 #   scripts/bench.sh            every benchmark
-#   MG_BENCH_MAILS=2000 scripts/bench.sh
+#   MG_BENCH_MAILS=2000 MG_BENCH_MESSAGES=500 scripts/bench.sh   (defaults 5000 and 2000)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -12,10 +12,13 @@ ROOT=$(pwd)
 source scripts/servers.sh
 
 scripts/test-env.sh install
+command -v fetchmail >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fetchmail
 cargo build --quiet --release -p mailgate-testkit --bin mailgate-fake-idp
-cargo bench --no-run --quiet -p mailgate --bench send
+cargo bench --no-run --quiet -p mailgate
 
 trap servers_stop EXIT
 servers_start "$ROOT/target/release/mailgate-fake-idp"
 
-MAILGATE_TEST_ENV="$RUN_DIR/env" cargo bench --quiet -p mailgate --bench send
+export MAILGATE_TEST_ENV="$RUN_DIR/env"
+cargo bench --quiet -p mailgate --bench send
+cargo bench --quiet -p mailgate --bench retrieve

@@ -9,102 +9,17 @@
 //!
 //! Run with scripts/bench.sh (it starts the servers). Prints a table; nothing is asserted.
 
-use std::collections::HashMap;
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::{Mailgate, env_file_values, start_mailgate, wait_port};
+
 use mailgate_testkit::{ClientSpec, ROLE_SMTP, TenantSpec, TestEnv, eventually};
-use serde_json::{Value, json};
-
-struct Mailgate {
-    child: Child,
-    base: String,
-    key: String,
-    http: reqwest::Client,
-}
-
-impl Drop for Mailgate {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn env_file_values(path: &Path) -> HashMap<String, String> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
-        .collect()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
-}
-
-fn wait_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "port {port} did not open");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-async fn start_mailgate(env: &TestEnv, dir: &Path) -> Mailgate {
-    let bin = env!("CARGO_BIN_EXE_mailgate");
-    let port = free_port();
-    let config = format!(
-        "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nextra_ca_file = \"{}\"\nlog_level = \"warn\"\nlog_format = \"json\"\n",
-        dir.display(),
-        env.ca.display()
-    );
-    std::fs::write(dir.join("mailgate.toml"), config).expect("config");
-    let conf = dir.join("mailgate.toml");
-    let out = Command::new(bin)
-        .args(["--config", conf.to_str().expect("path"), "api-key", "create", "--name", "bench", "--admin"])
-        .output()
-        .expect("api-key create");
-    let key = String::from_utf8(out.stdout).expect("utf8").trim().to_string();
-    let child = Command::new(bin)
-        .args(["--config", conf.to_str().expect("path"), "serve"])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("serve.log")).expect("log"))
-        .spawn()
-        .expect("spawn mailgate");
-    wait_port(port);
-    let http = reqwest::Client::builder().no_proxy().pool_max_idle_per_host(64).build().expect("client");
-    Mailgate { child, base: format!("http://127.0.0.1:{port}"), key, http }
-}
-
-impl Mailgate {
-    async fn post(&self, path: &str, body: Value) -> Value {
-        let r = self.http.post(format!("{}{path}", self.base)).bearer_auth(&self.key).json(&body).send().await.expect("post");
-        let status = r.status();
-        let v: Value = r.json().await.expect("json");
-        assert!(status.is_success(), "{path}: {status} {v}");
-        v
-    }
-
-    async fn get(&self, path: &str) -> Value {
-        self.http.get(format!("{}{path}", self.base)).bearer_auth(&self.key).send().await.expect("get").json().await.expect("json")
-    }
-
-    fn peak_rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
-        status
-            .lines()
-            .find(|l| l.starts_with("VmHWM:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0)
-    }
-
-    async fn sent_count(&self) -> i64 {
-        self.get("/api/v1/mails?status=sent&limit=1").await["total"].as_i64().unwrap_or(0)
-    }
-}
+use serde_json::json;
 
 struct RunResult {
     mails: usize,
