@@ -234,6 +234,18 @@ pub async fn open(
         Ok(Err(e)) => return Err(ImapError::temporary(format!("cannot connect to {host}:{port}: {e}"))),
         Ok(Ok(t)) => t,
     };
+    let client = greet(tcp, host, connection, config, limit).await?;
+    authenticate(client, credentials, limit).await
+}
+
+/// Secures a connection as `connection` says and reads the server's greeting.
+pub async fn greet(
+    tcp: TcpStream,
+    host: &str,
+    connection: Connection,
+    config: &Arc<rustls::ClientConfig>,
+    limit: Duration,
+) -> Result<Client<ImapIo>, ImapError> {
     let _ = tcp.set_nodelay(true);
     let (io, greeted) = match connection {
         Connection::None => (ImapIo::Plain(tcp), false),
@@ -243,14 +255,26 @@ pub async fn open(
     let mut client = Client::new(io);
     if !greeted {
         match timeout(limit, client.read_response()).await {
-            Err(_) => return Err(ImapError::temporary("no IMAP greeting in time")),
+            Err(_) => {
+                return Err(ImapError::temporary(
+                    "no IMAP greeting in time (the port may expect TLS from the start: use connection 'tls' for port 993)",
+                ));
+            }
             Ok(Err(e)) => return Err(ImapError::temporary(format!("reading the greeting: {e}"))),
             Ok(Ok(None)) => return Err(ImapError::temporary("the server closed the connection before greeting")),
             Ok(Ok(Some(_))) => {}
         }
     }
+    Ok(client)
+}
+
+/// Authenticates a greeted connection.
+pub async fn authenticate(
+    client: Client<ImapIo>,
+    credentials: &ImapCredentials,
+    limit: Duration,
+) -> Result<ImapSession, ImapError> {
     let b64 = |s: String| s.into_bytes();
-    
     match credentials {
         ImapCredentials::XOAuth2 { user, token } => {
             let challenge = Arc::new(Mutex::new(None));
@@ -259,8 +283,7 @@ pub async fn open(
                 sent: false,
                 challenge: challenge.clone(),
             };
-            let r = timeout(limit, client.authenticate("XOAUTH2", auth)).await;
-            match r {
+            match timeout(limit, client.authenticate("XOAUTH2", auth)).await {
                 Err(_) => Err(ImapError::temporary("AUTHENTICATE timed out")),
                 Ok(Ok(s)) => Ok(s),
                 Ok(Err((e, _))) => {

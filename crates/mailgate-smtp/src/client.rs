@@ -175,6 +175,8 @@ impl Capabilities {
 pub struct TlsInfo {
     pub version: String,
     pub cipher: String,
+    /// The server's certificate (DER), for showing subject, issuer and expiry.
+    pub peer_certificate: Option<Vec<u8>>,
 }
 
 /// The result of sending one message.
@@ -286,6 +288,7 @@ async fn tls_handshake(
     let info = TlsInfo {
         version: conn.protocol_version().map(|v| format!("{v:?}")).unwrap_or_default(),
         cipher: conn.negotiated_cipher_suite().map(|c| format!("{:?}", c.suite())).unwrap_or_default(),
+        peer_certificate: conn.peer_certificates().and_then(|c| c.first()).map(|c| c.as_ref().to_vec()),
     };
     Ok((stream, info))
 }
@@ -316,6 +319,19 @@ impl SmtpSession {
             Ok(Err(e)) => return Err(SmtpError::Connect { addr, detail: e.to_string() }),
             Ok(Ok(tcp)) => tcp,
         };
+        SmtpSession::over(tcp, host, connection, tls, helo_name, timeouts).await
+    }
+
+    /// Like [`SmtpSession::connect`] over a TCP connection made by the caller (the diagnosis
+    /// makes its own, to time DNS and TCP as steps of their own).
+    pub async fn over(
+        tcp: TcpStream,
+        host: &str,
+        connection: Connection,
+        tls: &Arc<rustls::ClientConfig>,
+        helo_name: &str,
+        timeouts: Timeouts,
+    ) -> Result<SmtpSession, SmtpError> {
         // Without it, split writes stall on delayed ACKs (40 ms per command).
         let _ = tcp.set_nodelay(true);
         let (io, greeting, capabilities, tls_info): (Box<dyn Io>, _, _, _) = match connection {

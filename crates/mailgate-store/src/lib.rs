@@ -240,6 +240,19 @@ pub trait Store: Send + Sync + 'static {
     async fn get_retrieval_state(&self, account_id: &str) -> Result<Option<RetrievalState>>;
     async fn put_retrieval_state(&self, state: &RetrievalState) -> Result<()>;
 
+    /// Thresholds (days; -1 = expired) for which a notice about `client_id` expiring on
+    /// `expires_on` was sent.
+    async fn expiry_notices_sent(&self, client_id: &str, expires_on: &str) -> Result<Vec<i64>>;
+    /// Records that the notice for these thresholds went out (as mail `mail_id`).
+    async fn record_expiry_notices(
+        &self,
+        client_id: &str,
+        expires_on: &str,
+        thresholds: &[i64],
+        at: Millis,
+        mail_id: Option<&str>,
+    ) -> Result<()>;
+
     async fn get_settings(&self) -> Result<BTreeMap<String, String>>;
     /// Sets (or with `None` removes) one setting.
     async fn put_setting(&self, key: &str, value: Option<&str>) -> Result<()>;

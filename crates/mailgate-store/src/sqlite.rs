@@ -16,9 +16,15 @@ use crate::{
 };
 
 /// mailgate's store on an embedded SQLite database.
+///
+/// SQLite has one writer at a time; when several connections race for it, the losers sleep in
+/// SQLite's busy handler (milliseconds each). All writes therefore go through a pool of one
+/// connection, where they queue without sleeping; reads use a pool of their own (WAL lets them
+/// run beside the writer).
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    writer: SqlitePool,
 }
 
 impl SqliteStore {
@@ -38,13 +44,18 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .connect_with(options)
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
             .await
             .with_context(|| format!("opening SQLite database {path}"))?;
-        crate::migrate::run_sqlite(&pool).await?;
-        Ok(SqliteStore { pool })
+        crate::migrate::run_sqlite(&writer).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options.create_if_missing(false))
+            .await
+            .with_context(|| format!("opening SQLite database {path}"))?;
+        Ok(SqliteStore { pool, writer })
     }
 
     /// Whether all migrations are applied (for readiness checks).
@@ -296,7 +307,7 @@ impl Store for SqliteStore {
         .bind(&c.comment)
         .bind(c.created_at)
         .bind(c.updated_at)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await;
         match r {
             Err(e) if is_unique_violation(&e) => {
@@ -323,7 +334,7 @@ impl Store for SqliteStore {
         .bind(&c.comment)
         .bind(c.updated_at)
         .bind(&c.id)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await;
         match r {
             Err(e) if is_unique_violation(&e) => {
@@ -345,7 +356,7 @@ impl Store for SqliteStore {
         }
         let done = sqlx::query("DELETE FROM oauth_clients WHERE id = ?")
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .ctx("deleting an OAuth client")?;
         if done.rows_affected() == 0 {
@@ -403,7 +414,7 @@ impl Store for SqliteStore {
         .bind(&a.comment)
         .bind(a.created_at)
         .bind(a.updated_at)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await;
         match r {
             Err(e) if is_unique_violation(&e) => {
@@ -442,7 +453,7 @@ impl Store for SqliteStore {
         .bind(&a.comment)
         .bind(a.updated_at)
         .bind(&a.id)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await;
         match r {
             Err(e) if is_unique_violation(&e) => {
@@ -466,7 +477,7 @@ impl Store for SqliteStore {
                 "the account has {pending} mails waiting to be sent; delete or let them finish first"
             )));
         }
-        let mut tx = self.pool.begin().await.ctx("starting a transaction")?;
+        let mut tx = self.writer.begin().await.ctx("starting a transaction")?;
         sqlx::query("DELETE FROM mails WHERE account_id = ?")
             .bind(id)
             .execute(&mut *tx)
@@ -492,7 +503,7 @@ impl Store for SqliteStore {
                 .bind(at)
                 .bind(id),
         };
-        q.execute(&self.pool).await.ctx("recording account health")?;
+        q.execute(&self.writer).await.ctx("recording account health")?;
         Ok(())
     }
 
@@ -519,7 +530,7 @@ impl Store for SqliteStore {
         .bind(&m.idempotency_key)
         .bind(m.now)
         .bind(m.now)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await;
         match r {
             Ok(_) => Ok(Inserted::Created(self.get_mail(&m.id).await?)),
@@ -633,7 +644,7 @@ impl Store for SqliteStore {
             .bind(owner)
             .bind(now + lease_ms)
             .bind(i64::from(limit))
-            .fetch_all(&self.pool)
+            .fetch_all(&self.writer)
             .await
             .ctx("claiming mails")?;
         if ids.is_empty() {
@@ -653,7 +664,7 @@ impl Store for SqliteStore {
     }
 
     async fn finish_attempts(&self, owner: &str, records: &[AttemptRecord]) -> Result<()> {
-        let mut tx = self.pool.begin().await.ctx("starting a transaction")?;
+        let mut tx = self.writer.begin().await.ctx("starting a transaction")?;
         for r in records {
             let sent_at = (r.new_status == MailStatus::Sent).then_some(r.at);
             let recipients = r.remaining_recipients.as_ref().map(|v| json_list(v));
@@ -715,7 +726,7 @@ impl Store for SqliteStore {
             "UPDATE mails SET status = 'queued', locked_by = NULL, locked_until = NULL WHERE locked_by = ? AND status = 'sending'",
         )
         .bind(owner)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .ctx("releasing claims")?;
         Ok(done.rows_affected())
@@ -728,7 +739,7 @@ impl Store for SqliteStore {
         )
         .bind(node.len() as i64 + 1)
         .bind(format!("{node}/"))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .ctx("releasing a node's claims")?;
         Ok(done.rows_affected())
@@ -752,7 +763,7 @@ impl Store for SqliteStore {
         .bind(now)
         .bind(now)
         .bind(id)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .ctx("queuing a mail again")?;
         let mail = self.get_mail(id).await?;
@@ -765,7 +776,7 @@ impl Store for SqliteStore {
     async fn delete_mail(&self, id: &str) -> Result<()> {
         let done = sqlx::query("DELETE FROM mails WHERE id = ? AND status != 'sending'")
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .ctx("deleting a mail")?;
         if done.rows_affected() == 0 {
@@ -822,7 +833,7 @@ impl Store for SqliteStore {
     async fn purge_traffic(&self, before: Millis) -> Result<u64> {
         let done = sqlx::query("DELETE FROM traffic WHERE at < ?")
             .bind(before)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .ctx("purging traffic")?;
         Ok(done.rows_affected())
@@ -836,7 +847,7 @@ impl Store for SqliteStore {
             .bind(hash)
             .bind(key.admin)
             .bind(key.created_at)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .ctx("inserting an API key")?;
         Ok(())
@@ -856,7 +867,7 @@ impl Store for SqliteStore {
             sqlx::query("UPDATE api_keys SET last_used_at = ? WHERE id = ?")
                 .bind(now)
                 .bind(&key.id)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await
                 .ctx("marking an API key used")?;
         }
@@ -875,7 +886,7 @@ impl Store for SqliteStore {
         let done = sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
             .bind(now)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .ctx("revoking an API key")?;
         if done.rows_affected() == 0 {
@@ -885,7 +896,7 @@ impl Store for SqliteStore {
     }
 
     async fn insert_inbox_message(&self, m: &NewInboxMessage) -> Result<bool> {
-        let mut tx = self.pool.begin().await.ctx("starting a transaction")?;
+        let mut tx = self.writer.begin().await.ctx("starting a transaction")?;
         let done = sqlx::query(
             "INSERT INTO inbox (id, account_id, folder, uidvalidity, uid, message_id, subject, from_addr, to_addrs, \
              cc_addrs, date, size, parsed, problems, raw, received_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) \
@@ -994,7 +1005,7 @@ impl Store for SqliteStore {
         let done = sqlx::query("UPDATE inbox SET consumed_at = COALESCE(consumed_at, ?), claimed_by = NULL, claimed_until = NULL WHERE id = ?")
             .bind(now)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .ctx("consuming a message")?;
         if done.rows_affected() == 0 {
@@ -1019,7 +1030,7 @@ impl Store for SqliteStore {
         .bind(now + lease_ms)
         .bind(now)
         .bind(account_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await
         .ctx("claiming a message")?;
         match id {
@@ -1031,7 +1042,7 @@ impl Store for SqliteStore {
     async fn purge_consumed_inbox(&self, consumed_before: Millis) -> Result<u64> {
         let done = sqlx::query("DELETE FROM inbox WHERE consumed_at IS NOT NULL AND consumed_at < ?")
             .bind(consumed_before)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .ctx("purging consumed messages")?;
         Ok(done.rows_affected())
@@ -1074,9 +1085,45 @@ impl Store for SqliteStore {
         .bind(s.last_error_at)
         .bind(s.stored_total)
         .bind(serde_json::to_string(&s.oversize).unwrap_or_else(|_| "[]".into()))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .ctx("writing retrieval state")?;
+        Ok(())
+    }
+
+    async fn expiry_notices_sent(&self, client_id: &str, expires_on: &str) -> Result<Vec<i64>> {
+        sqlx::query_scalar("SELECT threshold FROM expiry_notices WHERE oauth_client_id = ? AND expires_on = ?")
+            .bind(client_id)
+            .bind(expires_on)
+            .fetch_all(&self.pool)
+            .await
+            .ctx("reading expiry notices")
+    }
+
+    async fn record_expiry_notices(
+        &self,
+        client_id: &str,
+        expires_on: &str,
+        thresholds: &[i64],
+        at: Millis,
+        mail_id: Option<&str>,
+    ) -> Result<()> {
+        let mut tx = self.writer.begin().await.ctx("starting a transaction")?;
+        for t in thresholds {
+            sqlx::query(
+                "INSERT INTO expiry_notices (oauth_client_id, expires_on, threshold, sent_at, mail_id) VALUES (?,?,?,?,?) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(client_id)
+            .bind(expires_on)
+            .bind(t)
+            .bind(at)
+            .bind(mail_id)
+            .execute(&mut *tx)
+            .await
+            .ctx("recording an expiry notice")?;
+        }
+        tx.commit().await.ctx("committing expiry notices")?;
         Ok(())
     }
 
@@ -1095,7 +1142,7 @@ impl Store for SqliteStore {
                 .bind(v),
             None => sqlx::query("DELETE FROM settings WHERE key = ?").bind(key),
         };
-        q.execute(&self.pool).await.ctx("writing a setting")?;
+        q.execute(&self.writer).await.ctx("writing a setting")?;
         Ok(())
     }
 }

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use mailgate_core::submission::Limits;
 use mailgate_oauth::TokenCache;
+use mailgate_check::Checker;
 use mailgate_imap::Retriever;
 use mailgate_smtp::Spool;
 use mailgate_store::{Store, Vault};
@@ -17,6 +18,7 @@ pub struct AppState {
     pub tokens: Arc<TokenCache>,
     pub spool: Arc<Spool>,
     pub retriever: Arc<Retriever>,
+    pub checker: Arc<Checker>,
     pub limits: Limits,
     /// Set once the workers run; cleared when shutting down.
     pub workers_running: Arc<AtomicBool>,

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use mailgate_core::now_millis;
+use mailgate_check::Checker;
 use mailgate_imap::{Retriever, RetrieverConfig};
 use mailgate_oauth::TokenCache;
 use mailgate_smtp::{Spool, SpoolConfig, Timeouts};
@@ -43,9 +44,17 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     mailgate_store::connect(&config.database_url()).await
 }
 
-impl RunningApp {
-    /// Starts everything; the HTTP server listens on `config.listen` (port 0 picks one).
-    pub async fn start(config: &Config) -> anyhow::Result<RunningApp> {
+/// The parts every command that talks to servers needs: store, vault, TLS, tokens.
+pub struct Components {
+    pub store: Arc<dyn Store>,
+    pub vault: Arc<Vault>,
+    pub tls: Arc<rustls::ClientConfig>,
+    pub tokens: Arc<TokenCache>,
+    pub helo_name: String,
+}
+
+impl Components {
+    pub async fn build(config: &Config) -> anyhow::Result<Components> {
         let store = open_store(config).await?;
         let vault = Arc::new(Vault::load_or_create(config.master_key.as_deref(), &config.data_dir)?);
         let tls = mailgate_smtp::tls::client_config(config.extra_ca_file.as_deref())?;
@@ -57,6 +66,29 @@ impl RunningApp {
             .build()
             .context("building the HTTP client")?;
         let tokens = Arc::new(TokenCache::new(http, Duration::from_secs(config.oauth.renew_margin_secs)));
+        let helo_name = config.spool.helo_name.clone().unwrap_or_else(system_host_name);
+        Ok(Components { store, vault, tls, tokens, helo_name })
+    }
+
+    /// The check engine over these parts.
+    pub fn checker(&self, config: &Config) -> Checker {
+        Checker::new(
+            self.store.clone(),
+            self.vault.clone(),
+            self.tokens.clone(),
+            self.tls.clone(),
+            self.helo_name.clone(),
+            Duration::from_secs(config.spool.connect_timeout_secs.max(2)),
+        )
+    }
+}
+
+impl RunningApp {
+    /// Starts everything; the HTTP server listens on `config.listen` (port 0 picks one).
+    pub async fn start(config: &Config) -> anyhow::Result<RunningApp> {
+        let parts = Components::build(config).await?;
+        let checker = Arc::new(parts.checker(config));
+        let Components { store, vault, tls, tokens, helo_name } = parts;
         let s = &config.spool;
         let spool_config = SpoolConfig {
             workers: s.workers,
@@ -68,7 +100,7 @@ impl RunningApp {
             max_attempts: s.max_attempts.max(1),
             max_age: Duration::from_secs(s.max_age_hours * 3600),
             idle_session_ttl: Duration::from_secs(s.idle_session_secs),
-            helo_name: s.helo_name.clone().unwrap_or_else(system_host_name),
+            helo_name,
             timeouts: Timeouts {
                 connect: Duration::from_secs(s.connect_timeout_secs),
                 command: Duration::from_secs(s.command_timeout_secs),
@@ -97,6 +129,7 @@ impl RunningApp {
             tokens,
             spool: spool.clone(),
             retriever: retriever.clone(),
+            checker,
             limits: mailgate_core::submission::Limits {
                 max_message_bytes: config.limits.max_message_bytes,
                 max_attachments: config.limits.max_attachments,
@@ -111,6 +144,7 @@ impl RunningApp {
         tasks.push(retriever.spawn(shutdown_rx.clone()));
         tasks.push(tokio::spawn(retention(store, shutdown_rx.clone())));
         workers_running.store(true, Ordering::Relaxed);
+        tasks.push(tokio::spawn(expiry_notices(state.clone(), shutdown_rx.clone())));
         let mut http_shutdown = shutdown_rx;
         let http = tokio::spawn(mailgate_web::serve(listener, state.clone(), async move {
             let _ = http_shutdown.wait_for(|stop| *stop).await;
@@ -132,6 +166,19 @@ impl RunningApp {
         };
         if tokio::time::timeout(grace, all).await.is_err() {
             tracing::warn!("shutdown took longer than {grace:?}; leases of unfinished mails lapse on their own");
+        }
+    }
+}
+
+/// At start and hourly: credential expiry notices (each goes out once; see the service).
+async fn expiry_notices(state: AppState, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        if let Err(e) = mailgate_web::service::expiry::run(&state, mailgate_web::service::expiry::today()).await {
+            tracing::warn!(error = %format!("{e:#}"), "expiry notice run failed");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
         }
     }
 }

@@ -54,6 +54,20 @@ enum Command {
     ApiKey(ApiKeyCommand),
     /// Submit a mail to a running server.
     Send(Box<mailgate::client::SendArgs>),
+    /// Diagnose an account step by step (DNS, TCP, TLS, greeting, token, claims, AUTH, test
+    /// mail or folder); exits 1 when a step fails.
+    Check {
+        /// Account name or id.
+        account: String,
+        /// SMTP accounts: send a test mail to this address.
+        #[arg(long)]
+        send_to: Option<String>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -139,6 +153,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Check { account, send_to, json, server } => {
+            let config = load(config_path, server)?;
+            let parts = mailgate::app::Components::build(&config).await?;
+            let account = parts.store.get_account(&account).await.context("finding the account")?;
+            let report = parts.checker(&config).check_account(&account, &mailgate_check::CheckOptions { send_to }).await;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.to_text());
+            }
+            Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Command::Send(args) => {
             let ok = mailgate::client::send(*args).await?;

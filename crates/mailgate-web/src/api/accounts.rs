@@ -47,6 +47,28 @@ pub async fn update(
     Ok(Json(AccountView::from(&accounts::update(&state, &id, input).await?)))
 }
 
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestInput {
+    /// SMTP accounts: send a test mail to this address.
+    send_to: Option<String>,
+}
+
+/// Diagnoses the account step by step (DNS, TCP, TLS, greeting, token, claims, AUTH, test
+/// mail or SELECT); a failed step carries the likely cause and the fix.
+pub async fn test(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<mailgate_check::CheckReport>> {
+    caller.require_admin()?;
+    let input: TestInput = if body.iter().all(u8::is_ascii_whitespace) { TestInput::default() } else { super::json::parse(&body)? };
+    let account = state.store.get_account(&id).await?;
+    let options = mailgate_check::CheckOptions { send_to: input.send_to };
+    Ok(Json(state.checker.check_account(&account, &options).await))
+}
+
 /// Retrieves an IMAP account now and answers what the pass did.
 pub async fn retrieve(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<serde_json::Value>> {
     caller.require_admin()?;

@@ -9,6 +9,7 @@ mod keys;
 mod mails;
 mod oauth_clients;
 mod settings;
+mod status;
 mod traffic;
 pub mod views;
 
@@ -53,12 +54,14 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/mails/{id}/raw", get(mails::raw))
         .route("/mails/{id}/retry", post(mails::retry))
         .route("/accounts/{id}/retrieve", post(accounts::retrieve))
+        .route("/accounts/{id}/test", post(accounts::test))
         .route("/inbox", get(inbox::list))
         .route("/inbox/claim", post(inbox::claim))
         .route("/inbox/{id}", get(inbox::show).delete(inbox::consume))
         .route("/inbox/{id}/raw", get(inbox::raw))
         .route("/inbox/{id}/attachments/{n}", get(inbox::attachment))
         .route("/traffic", get(traffic::list))
+        .route("/status", get(status::show))
         .route("/settings", get(settings::show).put(settings::update).patch(settings::update))
         .route("/api-keys", get(keys::list).post(keys::create))
         .route("/api-keys/{id}", delete(keys::revoke))

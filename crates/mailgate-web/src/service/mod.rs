@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod api_keys;
+pub mod expiry;
 pub mod mails;
 pub mod oauth_clients;
 pub mod settings;

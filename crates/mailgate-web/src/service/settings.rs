@@ -14,6 +14,8 @@ use crate::state::AppState;
 pub struct Settings {
     /// Account used when a submission names none; never a random one.
     pub default_account: Option<String>,
+    /// Account that sends expiry notices (default: the default account).
+    pub notice_account: Option<String>,
     pub traffic_retention_days: u32,
     /// Consumed inbox messages are deleted after this many days.
     pub inbox_retention_days: u32,
@@ -25,6 +27,7 @@ pub struct Settings {
 #[serde(deny_unknown_fields)]
 pub struct SettingsInput {
     pub default_account: Option<Option<String>>,
+    pub notice_account: Option<Option<String>>,
     pub traffic_retention_days: Option<u32>,
     pub inbox_retention_days: Option<u32>,
     pub admin_contacts: Option<Vec<String>>,
@@ -35,6 +38,7 @@ fn from_map(map: &BTreeMap<String, String>) -> Settings {
     let list = |k: &str| -> Option<Vec<String>> { map.get(k).and_then(|v| serde_json::from_str(v).ok()) };
     Settings {
         default_account: map.get("default_account").cloned(),
+        notice_account: map.get("notice_account").cloned(),
         traffic_retention_days: map.get("traffic_retention_days").and_then(|v| v.parse().ok()).unwrap_or(90),
         inbox_retention_days: map.get("inbox_retention_days").and_then(|v| v.parse().ok()).unwrap_or(7),
         admin_contacts: list("admin_contacts").unwrap_or_default(),
@@ -45,24 +49,39 @@ fn from_map(map: &BTreeMap<String, String>) -> Settings {
     }
 }
 
+/// Validates an optional SMTP account choice (`null` or "" clears it).
+async fn smtp_account_choice(
+    state: &AppState,
+    field: &str,
+    choice: &Option<Option<String>>,
+    errors: &mut ValidationErrors,
+) -> ApiResult<Option<Option<String>>> {
+    let Some(choice) = choice else { return Ok(None) };
+    match choice.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        None => Ok(Some(None)),
+        Some(key) => match state.store.get_account(key).await {
+            Ok(a) if a.protocol == Protocol::Smtp => Ok(Some(Some(a.name))),
+            Ok(_) => {
+                errors.add(field, "must be an SMTP account");
+                Ok(None)
+            }
+            Err(mailgate_store::StoreError::NotFound(_)) => {
+                errors.add(field, "no such account");
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        },
+    }
+}
+
 pub async fn get(state: &AppState) -> ApiResult<Settings> {
     Ok(from_map(&state.store.get_settings().await?))
 }
 
 pub async fn update(state: &AppState, input: SettingsInput) -> ApiResult<Settings> {
     let mut errors = ValidationErrors::new();
-    let mut default_account_id: Option<Option<String>> = None;
-    if let Some(choice) = &input.default_account {
-        match choice.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
-            None => default_account_id = Some(None),
-            Some(key) => match state.store.get_account(key).await {
-                Ok(a) if a.protocol == Protocol::Smtp => default_account_id = Some(Some(a.name)),
-                Ok(_) => errors.add("default_account", "must be an SMTP account"),
-                Err(mailgate_store::StoreError::NotFound(_)) => errors.add("default_account", "no such account"),
-                Err(e) => return Err(e.into()),
-            },
-        }
-    }
+    let default_account_id = smtp_account_choice(state, "default_account", &input.default_account, &mut errors).await?;
+    let notice_account_id = smtp_account_choice(state, "notice_account", &input.notice_account, &mut errors).await?;
     if let Some(days) = input.traffic_retention_days
         && days > 36_500 {
             errors.add("traffic_retention_days", "must be 0 (keep forever) to 36500");
@@ -86,6 +105,9 @@ pub async fn update(state: &AppState, input: SettingsInput) -> ApiResult<Setting
     let store = &state.store;
     if let Some(choice) = default_account_id {
         store.put_setting("default_account", choice.as_deref()).await?;
+    }
+    if let Some(choice) = notice_account_id {
+        store.put_setting("notice_account", choice.as_deref()).await?;
     }
     if let Some(days) = input.traffic_retention_days {
         store.put_setting("traffic_retention_days", Some(&days.to_string())).await?;

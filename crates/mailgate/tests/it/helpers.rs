@@ -118,6 +118,23 @@ impl TestApp {
         TestApp { _app: app, base, key, http, env, dir, responses: Mutex::new(Vec::new()) }
     }
 
+    /// The running app's shared state (for driving jobs directly).
+    pub fn state(&self) -> &mailgate_web::AppState {
+        &self._app.state
+    }
+
+    /// The data directory and configuration file of this app (for running the CLI on it).
+    pub fn config_file(&self) -> std::path::PathBuf {
+        let file = self.dir.0.join("cli.toml");
+        let text = format!(
+            "data_dir = \"{}\"\nextra_ca_file = \"{}\"\n[spool]\nconnect_timeout_secs = 5\n",
+            self.dir.0.display(),
+            self.env.ca.display()
+        );
+        std::fs::write(&file, text).expect("write cli config");
+        file
+    }
+
     /// Sends a request with the admin key; returns status and JSON (Null when not JSON).
     pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
         self.call_with_key(&self.key, method, path, body).await

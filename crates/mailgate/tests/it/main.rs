@@ -2,6 +2,7 @@
 //! and the test kit's stand-in for Microsoft's token endpoint.
 
 mod api;
+mod check;
 mod crash;
 mod helpers;
 mod retrieve;
