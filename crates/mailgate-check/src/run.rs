@@ -132,7 +132,7 @@ impl Checker {
                     report.push(t.failed("token", format!("OAuth client '{}' has no secret", client.name), "the client secret was never entered", "paste the secret's Value (setup step 5)"));
                     return None;
                 };
-                let token = match self.tokens.get_fresh(&client, &secret, "").await {
+                let token = match self.tokens.get_fresh(&client, &secret, client.token_subject(&account.username)).await {
                     Ok(token) => token,
                     Err(e) => {
                         let (cause, fix) = match &e {
@@ -219,7 +219,12 @@ impl Checker {
         let needed = match account.auth {
             AuthMethod::Plain => Some("PLAIN"),
             AuthMethod::Login => Some("LOGIN"),
-            AuthMethod::Xoauth2 => Some("XOAUTH2"),
+            AuthMethod::Xoauth2 => match account.oauth_mechanism {
+                mailgate_core::model::OAuthMechanism::Oauthbearer => Some("OAUTHBEARER"),
+                mailgate_core::model::OAuthMechanism::Xoauth2 => Some("XOAUTH2"),
+                mailgate_core::model::OAuthMechanism::Auto if caps.offers_auth("OAUTHBEARER") && !caps.offers_auth("XOAUTH2") => Some("OAUTHBEARER"),
+                mailgate_core::model::OAuthMechanism::Auto => Some("XOAUTH2"),
+            },
             AuthMethod::None => None,
         };
         if let Some(m) = needed
@@ -239,7 +244,7 @@ impl Checker {
             Resolved::None => Credentials::None,
             Resolved::Password(password) if account.auth == AuthMethod::Login => Credentials::Login { user, password },
             Resolved::Password(password) => Credentials::Plain { user, password },
-            Resolved::Token(token) => Credentials::XOAuth2 { user, token },
+            Resolved::Token(token) => Credentials::OAuth { user, token, mechanism: account.oauth_mechanism },
         };
         if account.auth != AuthMethod::None {
             match session.authenticate(&credentials).await {
@@ -314,7 +319,7 @@ impl Checker {
             }
             Resolved::Password(password) if account.auth == AuthMethod::Login => ImapCredentials::Login { user, password },
             Resolved::Password(password) => ImapCredentials::Plain { user, password },
-            Resolved::Token(token) => ImapCredentials::XOAuth2 { user, token },
+            Resolved::Token(token) => ImapCredentials::OAuth { user, token, mechanism: account.oauth_mechanism },
         };
         let mut session = match imap::authenticate(client, &credentials, self.step_timeout).await {
             Ok(s) => {

@@ -85,6 +85,15 @@ text_enum!(
     Connection { Tls => "tls", Starttls => "starttls", None => "none" }
 );
 text_enum!(
+    /// What an OAuth client authenticates with at the token endpoint.
+    CredentialKind { Secret => "secret", Certificate => "certificate", GoogleServiceAccount => "google_service_account" }
+);
+text_enum!(
+    /// The SASL mechanism for OAuth tokens: XOAUTH2, OAUTHBEARER (RFC 7628), or automatic
+    /// (XOAUTH2 where offered, else OAUTHBEARER).
+    OAuthMechanism { Auto => "auto", Xoauth2 => "xoauth2", Oauthbearer => "oauthbearer" }
+);
+text_enum!(
     /// What happens to a retrieved message on the server.
     AfterRetrieval { Delete => "delete", Move => "move" }
 );
@@ -122,8 +131,14 @@ pub struct OAuthClient {
     pub template: String,
     pub tenant: Option<String>,
     pub client_id: String,
+    pub credential_kind: CredentialKind,
+    /// The sealed credential: client secret, private key (PEM), or service-account key (JSON).
     pub secret: Option<Sealed>,
     pub secret_updated_at: Option<Millis>,
+    /// Certificate credentials: the certificate (PEM, public).
+    pub certificate: Option<String>,
+    /// `RS256` or `PS256` for client assertions.
+    pub signing_alg: String,
     pub scopes: Vec<String>,
     /// May contain `{tenant}`, replaced when a token is requested.
     pub token_url: String,
@@ -135,6 +150,12 @@ pub struct OAuthClient {
 }
 
 impl OAuthClient {
+    /// The subject a token is requested for: Google service accounts act as each mailbox
+    /// (one token per mailbox); Microsoft app tokens are tenant-wide.
+    pub fn token_subject<'a>(&self, mailbox: &'a str) -> &'a str {
+        if self.credential_kind == CredentialKind::GoogleServiceAccount { mailbox } else { "" }
+    }
+
     /// The token URL with `{tenant}` substituted.
     pub fn resolved_token_url(&self) -> String {
         let tenant = self.tenant.as_deref().unwrap_or("");
@@ -153,6 +174,7 @@ pub struct Account {
     pub password: Option<Sealed>,
     pub password_updated_at: Option<Millis>,
     pub oauth_client_id: Option<String>,
+    pub oauth_mechanism: OAuthMechanism,
     pub send_address: Option<String>,
     pub send_name: Option<String>,
     pub connection: Connection,

@@ -34,6 +34,13 @@ pub const TEMPLATES: &[Template] = &[
         scopes: &["https://partner.outlook.cn/.default"],
         needs_tenant: true,
     },
+    Template {
+        id: "google",
+        label: "Google Workspace (service account, domain-wide delegation)",
+        token_url: "https://oauth2.googleapis.com/token",
+        scopes: &["https://mail.google.com/"],
+        needs_tenant: false,
+    },
     Template { id: "custom", label: "Custom provider", token_url: "", scopes: &[], needs_tenant: false },
 ];
 

@@ -208,12 +208,12 @@ impl Retriever {
                     .as_ref()
                     .ok_or_else(|| ImapError::permanent(format!("the OAuth client '{}' has no secret", client.name)))?;
                 let secret = self.vault.open(sealed).map_err(|e| ImapError::permanent(format!("{e:#}")))?;
-                let token = self.tokens.get(&client, &secret, "").await.map_err(|e| ImapError {
+                let token = self.tokens.get(&client, &secret, client.token_subject(&account.username)).await.map_err(|e| ImapError {
                     message: format!("no access token from OAuth client '{}': {e}", client.name),
                     temporary: e.is_temporary(),
                     backoff: None,
                 })?;
-                (ImapCredentials::XOAuth2 { user, token: token.secret }, Some(token.expires_at))
+                (ImapCredentials::OAuth { user, token: token.secret, mechanism: account.oauth_mechanism }, Some(token.expires_at))
             }
         })
     }

@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use async_imap::{Authenticator, Client, Session};
-use mailgate_core::model::{Connection, Secret};
+use mailgate_core::model::{Connection, OAuthMechanism, Secret};
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncBufReadExt as _, AsyncRead, AsyncWrite, AsyncWriteExt as _, BufReader, ReadBuf};
 use tokio::net::TcpStream;
@@ -65,7 +65,8 @@ pub type ImapSession = Session<ImapIo>;
 pub enum ImapCredentials {
     Plain { user: String, password: Secret },
     Login { user: String, password: Secret },
-    XOAuth2 { user: String, token: Secret },
+    /// An OAuth access token: XOAUTH2, or OAUTHBEARER (RFC 7628) when chosen explicitly.
+    OAuth { user: String, token: Secret, mechanism: OAuthMechanism },
 }
 
 /// Why an IMAP step failed, and whether trying later may help.
@@ -135,13 +136,15 @@ fn suggested_backoff(text: &str) -> Option<u64> {
     text[start..].split_whitespace().next()?.parse().ok()
 }
 
-struct XOAuth2 {
+struct OAuthAuth {
     initial: Vec<u8>,
     sent: bool,
+    /// What to answer an error challenge with: nothing (XOAUTH2) or %x01 (OAUTHBEARER).
+    error_answer: Vec<u8>,
     challenge: Arc<Mutex<Option<String>>>,
 }
 
-impl Authenticator for XOAuth2 {
+impl Authenticator for OAuthAuth {
     type Response = Vec<u8>;
 
     fn process(&mut self, challenge: &[u8]) -> Vec<u8> {
@@ -152,7 +155,7 @@ impl Authenticator for XOAuth2 {
         // A second continuation carries the provider's JSON error; the protocol wants an empty
         // answer, after which the server sends the final NO.
         *self.challenge.lock().unwrap_or_else(|p| p.into_inner()) = Some(String::from_utf8_lossy(challenge).into_owned());
-        Vec::new()
+        self.error_answer.clone()
     }
 }
 
@@ -276,18 +279,27 @@ pub async fn authenticate(
 ) -> Result<ImapSession, ImapError> {
     let b64 = |s: String| s.into_bytes();
     match credentials {
-        ImapCredentials::XOAuth2 { user, token } => {
+        ImapCredentials::OAuth { user, token, mechanism } => {
             let challenge = Arc::new(Mutex::new(None));
-            let auth = XOAuth2 {
-                initial: b64(format!("user={user}\x01auth=Bearer {}\x01\x01", token.expose())),
+            // IMAP servers that speak OAuth all offer XOAUTH2 (Microsoft only it): automatic
+            // means XOAUTH2; OAUTHBEARER when chosen.
+            let bearer = *mechanism == OAuthMechanism::Oauthbearer;
+            let (name, initial) = if bearer {
+                ("OAUTHBEARER", format!("n,a={},\x01auth=Bearer {}\x01\x01", user.replace('=', "=3D").replace(',', "=2C"), token.expose()))
+            } else {
+                ("XOAUTH2", format!("user={user}\x01auth=Bearer {}\x01\x01", token.expose()))
+            };
+            let auth = OAuthAuth {
+                initial: b64(initial),
                 sent: false,
+                error_answer: if bearer { vec![1] } else { Vec::new() },
                 challenge: challenge.clone(),
             };
-            match timeout(limit, client.authenticate("XOAUTH2", auth)).await {
+            match timeout(limit, client.authenticate(name, auth)).await {
                 Err(_) => Err(ImapError::temporary("AUTHENTICATE timed out")),
                 Ok(Ok(s)) => Ok(s),
                 Ok(Err((e, _))) => {
-                    let mut error = ImapError::from_imap("AUTHENTICATE XOAUTH2", &e);
+                    let mut error = ImapError::from_imap(&format!("AUTHENTICATE {name}"), &e);
                     if let Some(c) = challenge.lock().unwrap_or_else(|p| p.into_inner()).take() {
                         error.message.push_str(&format!(" (server's challenge: {c})"));
                         if !error.temporary {

@@ -67,6 +67,30 @@ const TABLE: &[Explanation] = &[
         temporary: false,
     },
     Explanation {
+        code: 700023,
+        cause: "the client assertion's audience is not the token URL Microsoft expects",
+        fix: "check the token URL and the tenant; mailgate signs the assertion for the configured token URL",
+        temporary: false,
+    },
+    Explanation {
+        code: 700024,
+        cause: "the client assertion is outside its valid time range — this machine's clock is probably wrong",
+        fix: "synchronise the clock (NTP)",
+        temporary: false,
+    },
+    Explanation {
+        code: 700021,
+        cause: "the client assertion names another application than the client ID",
+        fix: "check the OAuth client's client ID",
+        temporary: false,
+    },
+    Explanation {
+        code: 50013,
+        cause: "the client assertion was rejected (signature, or an assertion used twice)",
+        fix: "check that the certificate uploaded to the app registration is the one configured here",
+        temporary: false,
+    },
+    Explanation {
         code: 53003,
         cause: "a Conditional Access policy of the tenant blocked the sign-in",
         fix: "ask the tenant's admin to exclude this application from the policy",
@@ -79,6 +103,33 @@ const TABLE: &[Explanation] = &[
         temporary: false,
     },
 ];
+
+/// Google's token errors (no numeric codes; matched on `error` and the description).
+pub fn explain_google(error: &str, description: &str) -> Option<Explanation> {
+    let e = |cause: &'static str, fix: &'static str| Some(Explanation { code: 0, cause, fix, temporary: false });
+    match error {
+        "unauthorized_client" => e(
+            "domain-wide delegation is not set up for this service account, or not for the scope https://mail.google.com/",
+            "Google Admin console → Security → API controls → Domain-wide delegation: add the service account's client ID with the scope https://mail.google.com/",
+        ),
+        "invalid_grant" if description.contains("Signature") => e(
+            "the service-account key is wrong, deleted or disabled",
+            "create a new JSON key for the service account and upload it",
+        ),
+        "invalid_grant" if description.contains("audience") || description.contains("aud") => e(
+            "the assertion's audience is not Google's token URL",
+            "use the token URL https://oauth2.googleapis.com/token",
+        ),
+        "invalid_grant" if description.contains("timeframe") || description.contains("iat") => e(
+            "the assertion is outside its valid time — this machine's clock is probably wrong",
+            "synchronise the clock (NTP)",
+        ),
+        "invalid_grant" => e("Google refused the assertion (the mailbox may not exist or not be in the domain)", "check the account's username and the service account"),
+        "invalid_client" => e("the service account does not exist (deleted?)", "check the key file's client_email and create a new key"),
+        "invalid_scope" => e("the scope is not valid for mail", "use the scope https://mail.google.com/"),
+        _ => None,
+    }
+}
 
 /// The explanation for an `AADSTS` code, if known.
 pub fn explain(code: i64) -> Option<&'static Explanation> {

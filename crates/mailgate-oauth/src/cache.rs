@@ -116,7 +116,7 @@ impl TokenCache {
         }
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
-        match fetch::client_credentials(&self.http, client, secret).await {
+        match fetch::request_token(&self.http, client, secret, subject).await {
             Ok(issued) => {
                 let token = AccessToken {
                     claims: TokenClaims::from_jwt(issued.access_token.expose()),

@@ -90,7 +90,11 @@ impl ProviderError {
         if codes.is_empty() {
             codes.extend(aadsts::code_in_description(&parsed.error_description));
         }
-        let explanation = codes.iter().find_map(|c| aadsts::explain(*c)).copied();
+        let explanation = codes
+            .iter()
+            .find_map(|c| aadsts::explain(*c))
+            .copied()
+            .or_else(|| aadsts::explain_google(&parsed.error, &parsed.error_description));
         let error = if parsed.error.is_empty() {
             let snippet: String = body.chars().take(200).collect();
             format!("no OAuth error in the answer: {snippet}")

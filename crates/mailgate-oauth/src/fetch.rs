@@ -2,8 +2,10 @@
 
 use std::time::Duration;
 
-use mailgate_core::model::{OAuthClient, Secret};
+use mailgate_core::model::{CredentialKind, OAuthClient, Secret};
+use serde_json::json;
 
+use crate::assertion;
 use crate::error::{ProviderError, TokenError};
 
 /// A token as the endpoint issued it.
@@ -13,11 +15,65 @@ pub struct IssuedToken {
     pub expires_in: Duration,
 }
 
-/// Requests a token with a client secret (`grant_type=client_credentials`).
-pub async fn client_credentials(
+fn now_secs() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// The form a token request sends, by credential kind: a client secret, a client assertion
+/// signed with the certificate's key (Microsoft), or a JWT bearer assertion (Google, acting
+/// as `subject`).
+fn token_form(client: &OAuthClient, credential: &Secret, subject: &str, url: &str) -> Result<String, TokenError> {
+    let scope = client.scopes.join(" ");
+    let config = |e: String| TokenError::Config(e);
+    let form = match client.credential_kind {
+        CredentialKind::Secret => serde_urlencoded_form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", client.client_id.as_str()),
+            ("client_secret", credential.expose()),
+            ("scope", scope.as_str()),
+        ]),
+        CredentialKind::Certificate => {
+            let key = assertion::rsa_key(credential.expose()).map_err(config)?;
+            let cert = client.certificate.as_deref().ok_or_else(|| config("the OAuth client has no certificate".into()))?;
+            let der = assertion::certificate_der(cert).map_err(config)?;
+            let now = now_secs();
+            let claims = json!({
+                "aud": url, "iss": client.client_id, "sub": client.client_id,
+                "jti": uuid::Uuid::new_v4().to_string(), "nbf": now, "iat": now, "exp": now + 300,
+            });
+            let header = json!({"x5t#S256": assertion::thumbprint_sha256(&der)});
+            let jwt = assertion::sign(&key, &client.signing_alg, header, &claims).map_err(config)?;
+            serde_urlencoded_form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", client.client_id.as_str()),
+                ("scope", scope.as_str()),
+                ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+                ("client_assertion", jwt.as_str()),
+            ])
+        }
+        CredentialKind::GoogleServiceAccount => {
+            let sa = assertion::ServiceAccountKey::parse(credential.expose()).map_err(config)?;
+            if subject.is_empty() {
+                return Err(config("a Google service account needs the mailbox to act as (the account's username)".into()));
+            }
+            let key = assertion::rsa_key(&sa.private_key).map_err(config)?;
+            let now = now_secs();
+            let claims = json!({"iss": sa.client_email, "sub": subject, "scope": scope, "aud": url, "iat": now, "exp": now + 3600});
+            let header = json!({"kid": sa.private_key_id});
+            let jwt = assertion::sign(&key, "RS256", header, &claims).map_err(config)?;
+            serde_urlencoded_form(&[("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"), ("assertion", jwt.as_str())])
+        }
+    };
+    Ok(form)
+}
+
+/// Requests a token with the client's credential; `subject` is the mailbox a Google service
+/// account acts as (ignored otherwise).
+pub async fn request_token(
     http: &reqwest::Client,
     client: &OAuthClient,
-    secret: &Secret,
+    credential: &Secret,
+    subject: &str,
 ) -> Result<IssuedToken, TokenError> {
     let url = client.resolved_token_url();
     if url.is_empty() {
@@ -26,14 +82,7 @@ pub async fn client_credentials(
     if client.token_url.contains("{tenant}") && client.tenant.as_deref().unwrap_or("").is_empty() {
         return Err(TokenError::Config("the token URL needs a tenant, but the OAuth client has none".into()));
     }
-    let scope = client.scopes.join(" ");
-    let form = [
-        ("grant_type", "client_credentials"),
-        ("client_id", client.client_id.as_str()),
-        ("client_secret", secret.expose()),
-        ("scope", scope.as_str()),
-    ];
-    let body = serde_urlencoded_form(&form);
+    let body = token_form(client, credential, subject, &url)?;
     let response = http
         .post(&url)
         .header("content-type", "application/x-www-form-urlencoded")

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use mailgate_core::model::{Connection, Secret};
+use mailgate_core::model::{Connection, OAuthMechanism, Secret};
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _, BufReader};
 use tokio::net::TcpStream;
@@ -40,7 +40,8 @@ pub enum Credentials {
     None,
     Plain { user: String, password: Secret },
     Login { user: String, password: Secret },
-    XOAuth2 { user: String, token: Secret },
+    /// An OAuth access token, sent with XOAUTH2 or OAUTHBEARER (RFC 7628).
+    OAuth { user: String, token: Secret, mechanism: OAuthMechanism },
 }
 
 /// The protocol step an error happened in.
@@ -425,24 +426,36 @@ impl SmtpSession {
                 let reply = self.command(&B64.encode(password.expose()), Stage::Auth).await?;
                 expect(reply, Stage::Auth, 235).map(|_| ())
             }
-            Credentials::XOAuth2 { user, token } => {
-                self.require_mechanism("XOAUTH2")?;
-                let ir = B64.encode(format!("user={user}\x01auth=Bearer {}\x01\x01", token.expose()));
-                let mut reply = self.command(&format!("AUTH XOAUTH2 {ir}"), Stage::Auth).await?;
+            Credentials::OAuth { user, token, mechanism } => {
+                let bearer = match mechanism {
+                    OAuthMechanism::Xoauth2 => false,
+                    OAuthMechanism::Oauthbearer => true,
+                    // XOAUTH2 where offered (Microsoft offers only it), else the standard one.
+                    OAuthMechanism::Auto => !self.capabilities.offers_auth("XOAUTH2") && self.capabilities.offers_auth("OAUTHBEARER"),
+                };
+                let (name, payload) = if bearer {
+                    ("OAUTHBEARER", format!("n,a={},\x01auth=Bearer {}\x01\x01", user.replace('=', "=3D").replace(',', "=2C"), token.expose()))
+                } else {
+                    ("XOAUTH2", format!("user={user}\x01auth=Bearer {}\x01\x01", token.expose()))
+                };
+                self.require_mechanism(name)?;
+                let ir = B64.encode(payload);
+                let mut reply = self.command(&format!("AUTH {name} {ir}"), Stage::Auth).await?;
                 if reply.code == 500 && reply.text().to_ascii_lowercase().contains("too long") {
                     // Some servers cap the command line near 1 KB; real tokens are ~2 KB.
                     // Without an initial response the token goes out after the 334 prompt.
-                    expect(self.command("AUTH XOAUTH2", Stage::Auth).await?, Stage::Auth, 334)?;
+                    expect(self.command(&format!("AUTH {name}"), Stage::Auth).await?, Stage::Auth, 334)?;
                     reply = self.command(&ir, Stage::Auth).await?;
                 }
-                self.finish_xoauth2(reply).await
+                // After an error challenge XOAUTH2 wants an empty line, OAUTHBEARER %x01.
+                self.finish_oauth(reply, if bearer { "AQ==" } else { "" }).await
             }
         }
     }
 
-    /// A 334 after the token carries the provider's JSON error: answer it with an empty
-    /// line, as the protocol wants, and report the decoded JSON with the final refusal.
-    async fn finish_xoauth2(&mut self, reply: Reply) -> Result<(), SmtpError> {
+    /// A 334 after the token carries the provider's JSON error: answer it as the mechanism
+    /// wants, and report the decoded JSON with the final refusal.
+    async fn finish_oauth(&mut self, reply: Reply, answer: &str) -> Result<(), SmtpError> {
         match reply.code {
             235 => Ok(()),
             334 => {
@@ -451,7 +464,7 @@ impl SmtpSession {
                     .ok()
                     .map(|b| String::from_utf8_lossy(&b).into_owned())
                     .filter(|s| !s.is_empty());
-                let last = self.command("", Stage::Auth).await?;
+                let last = self.command(answer, Stage::Auth).await?;
                 Err(SmtpError::Rejected { stage: Stage::Auth, reply: last, challenge })
             }
             _ => Err(SmtpError::Rejected { stage: Stage::Auth, reply, challenge: None }),

@@ -348,17 +348,18 @@ impl Spool {
                     .as_ref()
                     .ok_or_else(|| permanent(format!("the OAuth client '{}' has no secret", client.name)))?;
                 let secret = self.vault.open(sealed).map_err(|e| permanent(format!("{e:#}")))?;
+                let subject = client.token_subject(&account.username);
                 let token = if fresh_token {
-                    self.tokens.get_fresh(&client, &secret, "").await
+                    self.tokens.get_fresh(&client, &secret, subject).await
                 } else {
-                    self.tokens.get(&client, &secret, "").await
+                    self.tokens.get(&client, &secret, subject).await
                 };
                 let token = token.map_err(|e| Failure {
                     message: format!("no access token from OAuth client '{}': {e}", client.name),
                     temporary: e.is_temporary(),
                     reply: None,
                 })?;
-                Credentials::XOAuth2 { user: account.username.clone(), token: token.secret }
+                Credentials::OAuth { user: account.username.clone(), token: token.secret, mechanism: account.oauth_mechanism }
             }
         })
     }

@@ -91,8 +91,11 @@ fn oauth_client_from_row(r: &SqliteRow) -> Result<OAuthClient> {
         template: r.get("template"),
         tenant: r.get("tenant"),
         client_id: r.get("client_id"),
+        credential_kind: parse_enum(&r.get::<String, _>("credential_kind"), CredentialKind::parse, "credential kind")?,
         secret: r.get::<Option<String>, _>("secret").map(Sealed),
         secret_updated_at: r.get("secret_updated_at"),
+        certificate: r.get("certificate"),
+        signing_alg: r.get("signing_alg"),
         scopes: parse_json(&r.get::<String, _>("scopes"), "scopes")?,
         token_url: r.get("token_url"),
         expires_on: r.get("expires_on"),
@@ -112,6 +115,7 @@ fn account_from_row(r: &SqliteRow) -> Result<Account> {
         password: r.get::<Option<String>, _>("password").map(Sealed),
         password_updated_at: r.get("password_updated_at"),
         oauth_client_id: r.get("oauth_client_id"),
+        oauth_mechanism: parse_enum(&r.get::<String, _>("oauth_mechanism"), OAuthMechanism::parse, "OAuth mechanism")?,
         send_address: r.get("send_address"),
         send_name: r.get("send_name"),
         connection: parse_enum(&r.get::<String, _>("connection"), Connection::parse, "connection")?,
@@ -292,7 +296,8 @@ impl Store for SqliteStore {
     async fn insert_oauth_client(&self, c: &OAuthClient) -> Result<()> {
         let r = sqlx::query(
             "INSERT INTO oauth_clients (id, name, template, tenant, client_id, secret, secret_updated_at, scopes, \
-             token_url, expires_on, comment, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+             token_url, expires_on, comment, created_at, updated_at, credential_kind, certificate, signing_alg) \
+             VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         )
         .bind(&c.id)
         .bind(&c.name)
@@ -307,6 +312,9 @@ impl Store for SqliteStore {
         .bind(&c.comment)
         .bind(c.created_at)
         .bind(c.updated_at)
+        .bind(c.credential_kind.as_str())
+        .bind(&c.certificate)
+        .bind(&c.signing_alg)
         .execute(&self.writer)
         .await;
         match r {
@@ -320,7 +328,8 @@ impl Store for SqliteStore {
     async fn update_oauth_client(&self, c: &OAuthClient) -> Result<()> {
         let r = sqlx::query(
             "UPDATE oauth_clients SET name=?, template=?, tenant=?, client_id=?, secret=?, secret_updated_at=?, \
-             scopes=?, token_url=?, expires_on=?, comment=?, updated_at=? WHERE id=?",
+             scopes=?, token_url=?, expires_on=?, comment=?, updated_at=?, credential_kind=?, certificate=?, signing_alg=? \
+             WHERE id=?",
         )
         .bind(&c.name)
         .bind(&c.template)
@@ -333,6 +342,9 @@ impl Store for SqliteStore {
         .bind(&c.expires_on)
         .bind(&c.comment)
         .bind(c.updated_at)
+        .bind(c.credential_kind.as_str())
+        .bind(&c.certificate)
+        .bind(&c.signing_alg)
         .bind(&c.id)
         .execute(&self.writer)
         .await;
@@ -388,8 +400,8 @@ impl Store for SqliteStore {
         let r = sqlx::query(
             "INSERT INTO accounts (id, name, protocol, auth, username, password, password_updated_at, \
              oauth_client_id, send_address, send_name, connection, host, port, imap_folder, after_retrieval, \
-             move_folder, poll_interval_secs, idle, max_sessions, enabled, comment, created_at, updated_at) \
-             VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+             move_folder, poll_interval_secs, idle, max_sessions, enabled, comment, created_at, updated_at, oauth_mechanism) \
+             VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         )
         .bind(&a.id)
         .bind(&a.name)
@@ -414,6 +426,7 @@ impl Store for SqliteStore {
         .bind(&a.comment)
         .bind(a.created_at)
         .bind(a.updated_at)
+        .bind(a.oauth_mechanism.as_str())
         .execute(&self.writer)
         .await;
         match r {
@@ -429,8 +442,8 @@ impl Store for SqliteStore {
         let r = sqlx::query(
             "UPDATE accounts SET name=?, auth=?, username=?, password=?, password_updated_at=?, oauth_client_id=?, \
              send_address=?, send_name=?, connection=?, host=?, port=?, imap_folder=?, after_retrieval=?, \
-             move_folder=?, poll_interval_secs=?, idle=?, max_sessions=?, enabled=?, comment=?, updated_at=? \
-             WHERE id=?",
+             move_folder=?, poll_interval_secs=?, idle=?, max_sessions=?, enabled=?, comment=?, updated_at=?, \
+             oauth_mechanism=? WHERE id=?",
         )
         .bind(&a.name)
         .bind(a.auth.as_str())
@@ -452,6 +465,7 @@ impl Store for SqliteStore {
         .bind(a.enabled)
         .bind(&a.comment)
         .bind(a.updated_at)
+        .bind(a.oauth_mechanism.as_str())
         .bind(&a.id)
         .execute(&self.writer)
         .await;

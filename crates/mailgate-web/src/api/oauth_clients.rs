@@ -53,7 +53,20 @@ pub async fn remove(State(state): State<AppState>, caller: Caller, Path(id): Pat
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn token_test(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<TokenTest>> {
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenTestInput {
+    /// Google service accounts: the mailbox to act as.
+    subject: Option<String>,
+}
+
+pub async fn token_test(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<TokenTest>> {
     caller.require_admin()?;
-    Ok(Json(oauth_clients::token_test(&state, &id).await?))
+    let input: TokenTestInput = if body.iter().all(u8::is_ascii_whitespace) { TokenTestInput::default() } else { super::json::parse(&body)? };
+    Ok(Json(oauth_clients::token_test(&state, &id, input.subject.as_deref()).await?))
 }

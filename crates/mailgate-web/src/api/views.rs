@@ -19,8 +19,13 @@ pub struct OAuthClientView {
     pub template: String,
     pub tenant: Option<String>,
     pub client_id: String,
+    pub credential_kind: String,
+    /// Whether the credential (secret, private key or key file) is stored; it is never shown.
     pub client_secret_set: bool,
     pub client_secret_updated_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<CertificateView>,
+    pub signing_alg: String,
     pub scopes: Vec<String>,
     pub token_url: String,
     pub expires_on: Option<String>,
@@ -38,6 +43,16 @@ pub fn days_until(date: &str) -> Option<i64> {
     Some((d - today).whole_days())
 }
 
+/// What identifies a certificate credential (to match it with what Entra shows).
+#[derive(Serialize)]
+pub struct CertificateView {
+    /// SHA-1 thumbprint in hex, as the Entra portal lists it.
+    pub thumbprint: String,
+    /// `x5t#S256` as sent in the assertion header.
+    pub thumbprint_sha256: String,
+    pub pem: String,
+}
+
 impl From<&OAuthClient> for OAuthClientView {
     fn from(c: &OAuthClient) -> Self {
         OAuthClientView {
@@ -46,8 +61,18 @@ impl From<&OAuthClient> for OAuthClientView {
             template: c.template.clone(),
             tenant: c.tenant.clone(),
             client_id: c.client_id.clone(),
+            credential_kind: c.credential_kind.to_string(),
             client_secret_set: c.secret.is_some(),
             client_secret_updated_at: opt_ts(c.secret_updated_at),
+            certificate: c.certificate.as_deref().and_then(|pem| {
+                let der = mailgate_oauth::assertion::certificate_der(pem).ok()?;
+                Some(CertificateView {
+                    thumbprint: mailgate_oauth::assertion::thumbprint_sha1_hex(&der),
+                    thumbprint_sha256: mailgate_oauth::assertion::thumbprint_sha256(&der),
+                    pem: pem.to_string(),
+                })
+            }),
+            signing_alg: c.signing_alg.clone(),
             scopes: c.scopes.clone(),
             token_url: c.token_url.clone(),
             expires_on: c.expires_on.clone(),
@@ -69,6 +94,7 @@ pub struct AccountView {
     pub password_set: bool,
     pub password_updated_at: Option<String>,
     pub oauth_client_id: Option<String>,
+    pub oauth_mechanism: String,
     pub send_address: Option<String>,
     pub connection: String,
     pub host: String,
@@ -135,6 +161,7 @@ impl From<&Account> for AccountView {
             password_set: a.password.is_some(),
             password_updated_at: opt_ts(a.password_updated_at),
             oauth_client_id: a.oauth_client_id.clone(),
+            oauth_mechanism: a.oauth_mechanism.to_string(),
             send_address,
             connection: a.connection.to_string(),
             host: a.host.clone(),

@@ -1,6 +1,6 @@
 //! Mail accounts: create, change, delete.
 
-use mailgate_core::model::{Account, AfterRetrieval, AuthMethod, Connection, Protocol, Secret};
+use mailgate_core::model::{Account, AfterRetrieval, AuthMethod, Connection, OAuthMechanism, Protocol, Secret};
 use mailgate_core::{Mailbox, ValidationErrors, new_id, now_millis};
 use serde::Deserialize;
 
@@ -19,6 +19,8 @@ pub struct AccountInput {
     pub password: Option<String>,
     /// OAuth client name or id (for auth `xoauth2`).
     pub oauth_client: Option<String>,
+    /// `auto` (default: XOAUTH2 where offered), `xoauth2` or `oauthbearer`.
+    pub oauth_mechanism: Option<OAuthMechanism>,
     /// `Name <address>` or a bare address; empty clears it.
     pub send_address: Option<String>,
     pub connection: Option<Connection>,
@@ -76,6 +78,9 @@ async fn apply(state: &AppState, input: AccountInput, a: &mut Account, creating:
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+    if let Some(m) = input.oauth_mechanism {
+        a.oauth_mechanism = m;
     }
     if let Some(s) = input.send_address {
         if s.trim().is_empty() {
@@ -171,6 +176,7 @@ pub async fn create(state: &AppState, input: AccountInput) -> ApiResult<Account>
         password: None,
         password_updated_at: None,
         oauth_client_id: None,
+        oauth_mechanism: OAuthMechanism::Auto,
         send_address: None,
         send_name: None,
         connection: Connection::Starttls,

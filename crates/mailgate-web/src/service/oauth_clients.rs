@@ -2,7 +2,9 @@
 
 use std::time::Instant;
 
-use mailgate_core::model::{OAuthClient, Secret};
+use base64::Engine as _;
+use mailgate_core::model::{CredentialKind, OAuthClient, Secret};
+use mailgate_oauth::assertion;
 use mailgate_core::{ValidationErrors, new_id, now_millis, template};
 use mailgate_oauth::claims::TokenClaims;
 use mailgate_oauth::error::ProviderError;
@@ -21,7 +23,19 @@ pub struct OAuthClientInput {
     pub template: Option<String>,
     pub tenant: Option<String>,
     pub client_id: Option<String>,
+    /// `secret` (default; `google_service_account` with the google template) or `certificate`.
+    pub credential_kind: Option<CredentialKind>,
     pub client_secret: Option<String>,
+    /// Certificate credentials: the certificate and its private key (PEM), or both in one
+    /// PKCS#12 file (base64) with its password.
+    pub certificate_pem: Option<String>,
+    pub private_key_pem: Option<String>,
+    pub pkcs12_base64: Option<String>,
+    pub pkcs12_password: Option<String>,
+    /// `RS256` (default) or `PS256` for client assertions.
+    pub signing_alg: Option<String>,
+    /// Google: the service account's JSON key file, as downloaded.
+    pub service_account_json: Option<String>,
     pub scopes: Option<Vec<String>>,
     pub token_url: Option<String>,
     /// `YYYY-MM-DD`; an empty string clears it.
@@ -59,7 +73,7 @@ fn apply(input: OAuthClientInput, client: &mut OAuthClient, creating: bool, vaul
             errors.add("client_id", "must be 1 to 200 characters");
         }
         client.client_id = id;
-    } else if creating {
+    } else if creating && input.service_account_json.is_none() {
         errors.add("client_id", "required");
     }
     if let Some(secret) = input.client_secret {
@@ -69,6 +83,37 @@ fn apply(input: OAuthClientInput, client: &mut OAuthClient, creating: bool, vaul
             client.secret = Some(vault.seal(&Secret::new(secret)));
             client.secret_updated_at = Some(now_millis());
         }
+    }
+    if let Some(kind) = input.credential_kind {
+        client.credential_kind = kind;
+    } else if creating && client.template == "google" {
+        client.credential_kind = CredentialKind::GoogleServiceAccount;
+    }
+    if let Some(alg) = input.signing_alg {
+        if !matches!(alg.as_str(), "RS256" | "PS256") {
+            errors.add("signing_alg", "must be RS256 or PS256");
+        }
+        client.signing_alg = alg;
+    }
+    apply_certificate(&input.certificate_pem, &input.private_key_pem, &input.pkcs12_base64, &input.pkcs12_password, client, vault, &mut errors);
+    if let Some(json) = input.service_account_json {
+        match assertion::ServiceAccountKey::parse(&json) {
+            Ok(key) => {
+                client.client_id = key.client_email.clone();
+                client.secret = Some(vault.seal(&Secret::new(json)));
+                client.secret_updated_at = Some(now_millis());
+            }
+            Err(e) => errors.add("service_account_json", e),
+        }
+    }
+    match client.credential_kind {
+        CredentialKind::Certificate if client.certificate.is_none() => {
+            errors.add("certificate_pem", "required for certificate credentials (or pkcs12_base64)");
+        }
+        CredentialKind::GoogleServiceAccount if client.secret.is_none() && !errors.errors.iter().any(|e| e.field == "service_account_json") => {
+            errors.add("service_account_json", "required for a Google service account");
+        }
+        _ => {}
     }
     match input.scopes {
         Some(scopes) => {
@@ -89,7 +134,9 @@ fn apply(input: OAuthClientInput, client: &mut OAuthClient, creating: bool, vaul
         }
         None => {}
     }
-    if let Some(date) = input.expires_on {
+    // A certificate's own expiry date wins over a typed one.
+    let typed_expiry = input.expires_on.filter(|_| client.certificate.is_none());
+    if let Some(date) = typed_expiry {
         let date = date.trim().to_string();
         if date.is_empty() {
             client.expires_on = None;
@@ -118,6 +165,84 @@ fn apply(input: OAuthClientInput, client: &mut OAuthClient, creating: bool, vaul
     errors.into_result(())
 }
 
+fn pem(label: &str, der: &[u8]) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = b64.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap_or("")).collect();
+    format!("-----BEGIN {label}-----\n{}\n-----END {label}-----\n", lines.join("\n"))
+}
+
+/// Certificate and key from PEM or PKCS#12: the key must belong to the certificate; the
+/// credential's expiry date is the certificate's.
+fn apply_certificate(
+    cert_pem: &Option<String>,
+    key_pem: &Option<String>,
+    pkcs12: &Option<String>,
+    pkcs12_password: &Option<String>,
+    client: &mut OAuthClient,
+    vault: &mailgate_store::Vault,
+    errors: &mut ValidationErrors,
+) {
+    let (cert, key) = match (cert_pem, key_pem, pkcs12) {
+        (None, None, None) => return,
+        (_, _, Some(b64)) => {
+            let Ok(der) = base64::engine::general_purpose::STANDARD.decode(b64.trim()) else {
+                errors.add("pkcs12_base64", "not valid base64");
+                return;
+            };
+            let password = pkcs12_password.as_deref().unwrap_or("");
+            let store = match p12_keystore::KeyStore::from_pkcs12(&der, password, p12_keystore::Pkcs12ImportPolicy::Relaxed) {
+                Ok(s) => s,
+                Err(e) => {
+                    errors.add("pkcs12_base64", format!("cannot read the PKCS#12 file (wrong password?): {e}"));
+                    return;
+                }
+            };
+            let Some((_, chain)) = store.private_key_chain() else {
+                errors.add("pkcs12_base64", "the PKCS#12 file holds no private key with a certificate");
+                return;
+            };
+            let Some(first) = chain.certs().first() else {
+                errors.add("pkcs12_base64", "the PKCS#12 file holds no certificate for its key");
+                return;
+            };
+            (pem("CERTIFICATE", first.as_der()), pem("PRIVATE KEY", chain.key().as_der()))
+        }
+        (Some(c), Some(k), None) => (c.clone(), k.clone()),
+        _ => {
+            errors.add("certificate_pem", "give the certificate and its private key together");
+            return;
+        }
+    };
+    let der = match assertion::certificate_der(&cert) {
+        Ok(d) => d,
+        Err(e) => {
+            errors.add("certificate_pem", e);
+            return;
+        }
+    };
+    let Ok((_, parsed)) = x509_parser::parse_x509_certificate(&der) else {
+        errors.add("certificate_pem", "not a valid X.509 certificate");
+        return;
+    };
+    let key_pair = match assertion::rsa_key(&key) {
+        Ok(k) => k,
+        Err(e) => {
+            errors.add("private_key_pem", e);
+            return;
+        }
+    };
+    if !assertion::key_matches_certificate(&key_pair, &parsed.public_key().subject_public_key.data) {
+        errors.add("private_key_pem", "the private key does not belong to the certificate");
+        return;
+    }
+    let not_after = parsed.validity().not_after.timestamp();
+    client.expires_on = time::OffsetDateTime::from_unix_timestamp(not_after).ok().map(|t| t.date().to_string());
+    client.certificate = Some(cert);
+    client.credential_kind = CredentialKind::Certificate;
+    client.secret = Some(vault.seal(&Secret::new(key)));
+    client.secret_updated_at = Some(now_millis());
+}
+
 pub async fn create(state: &AppState, input: OAuthClientInput) -> ApiResult<OAuthClient> {
     let now = now_millis();
     let mut client = OAuthClient {
@@ -126,8 +251,11 @@ pub async fn create(state: &AppState, input: OAuthClientInput) -> ApiResult<OAut
         template: input.template.clone().unwrap_or_else(|| "microsoft365".into()),
         tenant: None,
         client_id: String::new(),
+        credential_kind: CredentialKind::Secret,
         secret: None,
         secret_updated_at: None,
+        certificate: None,
+        signing_alg: "RS256".into(),
         scopes: Vec::new(),
         token_url: String::new(),
         expires_on: None,
@@ -179,15 +307,16 @@ pub struct TokenTestError {
     pub provider: Option<ProviderError>,
 }
 
-/// Requests a new token now and reports what came back.
-pub async fn token_test(state: &AppState, id: &str) -> ApiResult<TokenTest> {
+/// Requests a new token now and reports what came back; `subject` is the mailbox a Google
+/// service account acts as.
+pub async fn token_test(state: &AppState, id: &str, subject: Option<&str>) -> ApiResult<TokenTest> {
     let client = state.store.get_oauth_client(id).await?;
     let started = Instant::now();
     let result = match &client.secret {
-        None => Err(TokenError::Config("the OAuth client has no client secret yet".into())),
+        None => Err(TokenError::Config("the OAuth client has no credential yet".into())),
         Some(sealed) => {
             let secret = state.vault.open(sealed).map_err(ApiError::Internal)?;
-            state.tokens.get_fresh(&client, &secret, "").await
+            state.tokens.get_fresh(&client, &secret, client.token_subject(subject.unwrap_or(""))).await
         }
     };
     let duration_ms = started.elapsed().as_millis() as u64;
