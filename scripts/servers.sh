@@ -23,11 +23,15 @@ servers_start() {
     if [[ ! -s "$RUN_DIR/idp-key.pem" ]]; then
         openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$RUN_DIR/idp-key.pem" 2>/dev/null
     fi
+    # A stand-in left over from an interrupted run would answer in place of this build's.
+    pkill -f "mailgate-fake-idp --listen 127.0.0.1:$IDP_PORT " 2>/dev/null || true
     setsid "$idp_bin" --listen "127.0.0.1:$IDP_PORT" --key "$RUN_DIR/idp-key.pem" \
         </dev/null >"$RUN_DIR/idp.log" 2>&1 &
-    echo $! >"$RUN_DIR/idp.pid"
+    local pid=$!
+    echo "$pid" >"$RUN_DIR/idp.pid"
     local i
     for i in $(seq 200); do
+        kill -0 "$pid" 2>/dev/null || { echo "the OAuth stand-in did not start:" >&2; head -5 "$RUN_DIR/idp.log" >&2; return 1; }
         (exec 3<>"/dev/tcp/127.0.0.1/$IDP_PORT") 2>/dev/null && break
         sleep 0.05
     done

@@ -1,5 +1,6 @@
-//! A stand-in for the Microsoft identity platform v2.0 token endpoint, and the OAuth2
-//! introspection endpoint the test Dovecot asks about XOAUTH2 tokens.
+//! A stand-in for the Microsoft identity platform v2.0 token endpoint and Google's token
+//! endpoint for service accounts, and the OAuth2 introspection endpoint the test Dovecot asks
+//! about XOAUTH2 tokens.
 //!
 //! [`FakeIdp`] is an axum server with in-memory state: tenants, app registrations ("clients") and
 //! per-client counters. Tests register what they need through the admin endpoints
@@ -8,12 +9,20 @@
 //! Endpoints:
 //! - `POST /{tenant}/oauth2/v2.0/token` — client-credentials grant, Microsoft's error bodies
 //!   (`AADSTS` codes, trace and correlation ids), real RS256 JWTs shaped like Entra app-only
-//!   tokens for Exchange Online (about 2 KB).
+//!   tokens for Exchange Online (about 2 KB). Clients authenticate with their secret or, when a
+//!   certificate is registered ([`ClientSpec::certificate_pem`]), with a signed
+//!   `client_assertion` (checks and error texts: the `assertion` module's docs).
+//! - `POST /google/token` — Google's JWT bearer grant for service accounts with domain-wide
+//!   delegation, Google's error bodies, opaque `ya29.` tokens (checks and error texts: the
+//!   `google` module's docs).
 //! - `POST /introspect/imap`, `POST /introspect/smtp` — RFC 7662-style answers for Dovecot:
-//!   always HTTP 200, `{"active":true,"username":"app@<mail domain>"}` or `{"active":false}`.
+//!   always HTTP 200, `{"active":true,"username":"app@<mail domain>"}` for a Microsoft token
+//!   with the service's role, `{"active":true,"username":"<sub>"}` for a Google token (both
+//!   services), or `{"active":false}`.
 //! - `POST /_admin/tenants`, `POST /_admin/clients`, `PATCH /_admin/clients/{client_id}`,
-//!   `POST /_admin/clients/{client_id}/revoke`, `GET /_admin/clients/{client_id}/stats`,
-//!   `GET /_admin/health`.
+//!   `POST /_admin/google/service-accounts`, `POST /_admin/clients/{client_id}/revoke`,
+//!   `GET /_admin/clients/{client_id}/stats` (a Google service account's `client_email` works as
+//!   `client_id` for these two), `GET /_admin/health`.
 //!
 //! Every request is logged (method, path, status, outcome) with `tracing`; never a secret or a
 //! token.
@@ -27,7 +36,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, anyhow, bail};
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path as UrlPath, Request, State};
+use axum::extract::{OriginalUri, Path as UrlPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -40,6 +49,12 @@ use rustls_pki_types::PrivatePkcs8KeyDer;
 use rustls_pki_types::pem::PemObject as _;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
+
+mod assertion;
+mod google;
+mod jose;
+
+pub use google::GoogleServiceAccountSpec;
 
 /// The role an app needs for IMAP (`/introspect/imap`).
 pub const ROLE_IMAP: &str = "IMAP.AccessAsApp";
@@ -106,7 +121,8 @@ impl TenantSpec {
     }
 }
 
-/// An app registration with one client secret. `POST /_admin/clients` upserts it by `client_id`.
+/// An app registration with one client secret and optionally a certificate credential.
+/// `POST /_admin/clients` upserts it by `client_id`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientSpec {
     /// The tenant's id or one of its domain names (stored as the id).
@@ -130,6 +146,11 @@ pub struct ClientSpec {
     /// How the token endpoint treats this client.
     #[serde(default)]
     pub behaviour: Behaviour,
+    /// A PEM X.509 certificate (or several) whose RSA key verifies the client's
+    /// `client_assertion`s (Microsoft's certificate credentials). With an empty `secret` the
+    /// client has only the certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_pem: Option<String>,
 }
 
 fn default_roles() -> Vec<String> {
@@ -160,7 +181,14 @@ impl ClientSpec {
             lifetime_secs: default_lifetime(),
             display_name: default_display_name(),
             behaviour: Behaviour::Normal,
+            certificate_pem: None,
         }
+    }
+
+    /// Adds a certificate credential (PEM); the secret stays valid too.
+    pub fn with_certificate(mut self, certificate_pem: impl Into<String>) -> ClientSpec {
+        self.certificate_pem = Some(certificate_pem.into());
+        self
     }
 }
 
@@ -181,10 +209,13 @@ pub struct ClientPatch {
     pub display_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub behaviour: Option<Behaviour>,
+    /// Replaces the certificate credential; an empty string removes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_pem: Option<String>,
 }
 
-/// Per-client counters (`GET /_admin/clients/{client_id}/stats`). Counted by client id whether
-/// or not the client is registered.
+/// Per-client counters (`GET /_admin/clients/{client_id}/stats`). Counted by client id (a Google
+/// service account's `client_email`) whether or not the client is registered.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IdpStats {
     /// Requests to the token endpoint naming this client id, whatever their outcome.
@@ -313,6 +344,12 @@ impl FakeIdp {
     /// The token endpoint for `tenant` (an id or a domain name, as in Microsoft's URL).
     pub fn token_url(&self, tenant: &str) -> String {
         token_url(&self.url(), tenant)
+    }
+
+    /// Google's token endpoint (`http://127.0.0.1:PORT/google/token`), also the `aud` service
+    /// account assertions must carry (the key file's `token_uri`).
+    pub fn google_token_url(&self) -> String {
+        format!("{}{}", self.url(), google::TOKEN_PATH)
     }
 
     /// An admin client for this server.
@@ -507,6 +544,10 @@ struct Client {
     oid: String,
     /// `uti` of tokens issued since the last revocation.
     issued: Vec<String>,
+    /// Parsed from `spec.certificate_pem`.
+    certificates: Vec<jose::Certificate>,
+    /// `jti` of client assertions accepted so far (replays are refused).
+    used_jti: HashSet<String>,
 }
 
 #[derive(Default)]
@@ -517,6 +558,10 @@ struct Inner {
     stats: HashMap<String, IdpStats>,
     /// `uti` of revoked tokens.
     revoked: HashSet<String>,
+    /// Google service accounts by `client_email`.
+    google_accounts: HashMap<String, google::ServiceAccount>,
+    /// Google access tokens issued, by token.
+    google_tokens: HashMap<String, google::GoogleToken>,
 }
 
 impl Inner {
@@ -542,6 +587,7 @@ struct LogNote(String);
 fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/{tenant}/oauth2/v2.0/token", post(token_endpoint))
+        .route(google::TOKEN_PATH, post(google::token_endpoint))
         .route("/introspect/{service}", post(introspect))
         .route(
             "/_admin/health",
@@ -552,6 +598,10 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/_admin/clients/{client_id}", patch(admin_patch_client))
         .route("/_admin/clients/{client_id}/revoke", post(admin_revoke))
         .route("/_admin/clients/{client_id}/stats", get(admin_stats))
+        .route(
+            "/_admin/google/service-accounts",
+            post(admin_register_google_account),
+        )
         .layer(middleware::from_fn(log_request))
         .with_state(state)
 }
@@ -714,9 +764,31 @@ enum Decision {
     Issue(Box<Claims>, u64),
 }
 
+/// `http://<Host header><path>`: the URL the client sent the request to, as it saw it.
+fn request_url(headers: &HeaderMap, path: &str) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    format!("http://{host}{path}")
+}
+
+/// The parameters of a token request that [`decide`] looks at.
+struct TokenRequest<'a> {
+    tenant: &'a str,
+    grant_type: Option<&'a str>,
+    client_id: Option<&'a str>,
+    secret: Option<&'a str>,
+    assertion_type: Option<&'a str>,
+    assertion: Option<&'a str>,
+    /// The token URL as the client saw it (a client assertion's `aud`).
+    url: String,
+}
+
 async fn token_endpoint(
     State(state): State<Arc<AppState>>,
     UrlPath(tenant): UrlPath<String>,
+    OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -744,14 +816,16 @@ async fn token_endpoint(
         None => param("client_secret"),
     };
 
-    let decision = decide(
-        &state,
-        &tenant,
-        param("grant_type"),
+    let request = TokenRequest {
+        tenant: &tenant,
+        grant_type: param("grant_type"),
         client_id,
         secret,
-        param("scope"),
-    );
+        assertion_type: param("client_assertion_type"),
+        assertion: param("client_assertion"),
+        url: request_url(&headers, uri.path()),
+    };
+    let decision = decide(&state, &request, param("scope"));
     let note_client = client_id.unwrap_or("-").to_owned();
     match decision {
         Decision::Fail(error) => {
@@ -812,15 +886,15 @@ async fn token_endpoint(
 }
 
 /// The checks of Microsoft's token endpoint, in order; counts the request.
-fn decide(
-    state: &AppState,
-    tenant_name: &str,
-    grant_type: Option<&str>,
-    client_id: Option<&str>,
-    secret: Option<&str>,
-    scope: Option<&str>,
-) -> Decision {
+fn decide(state: &AppState, request: &TokenRequest<'_>, scope: Option<&str>) -> Decision {
     use Decision::Fail;
+    let TokenRequest {
+        tenant: tenant_name,
+        grant_type,
+        client_id,
+        secret,
+        ..
+    } = *request;
     let mut inner = state.lock();
     if let Some(id) = client_id {
         inner.stats(id).token_requests += 1;
@@ -894,6 +968,37 @@ fn decide(
             ),
         ));
     };
+    let now = unix_now();
+    // A client assertion, when one is sent, is the credential (a client_secret beside it is
+    // ignored).
+    if request.assertion_type.is_some() || request.assertion.is_some() {
+        if request.assertion_type != Some(assertion::JWT_BEARER) {
+            return Fail(AadError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                90011,
+                "Unexpected client assertion type.",
+            ));
+        }
+        let Some(jwt) = request.assertion else {
+            return Fail(AadError::body_required("client_assertion"));
+        };
+        let jti = match assertion::verify(
+            jwt,
+            client_id,
+            &client.certificates,
+            &client.used_jti,
+            &request.url,
+            now,
+        ) {
+            Ok(jti) => jti,
+            Err(error) => return Fail(error),
+        };
+        if let Some(client) = inner.clients.get_mut(client_id) {
+            client.used_jti.insert(jti);
+        }
+        return issue(state, &mut inner, tenant_id, client_id, scope, now);
+    }
     let Some(secret) = secret else {
         return Fail(AadError::new(
             StatusCode::UNAUTHORIZED,
@@ -925,6 +1030,22 @@ fn decide(
             ),
         ));
     }
+    issue(state, &mut inner, tenant_id, client_id, scope, now)
+}
+
+/// The scope check and the token, once the client is authenticated.
+fn issue(
+    state: &AppState,
+    inner: &mut Inner,
+    tenant_id: String,
+    client_id: &str,
+    scope: Option<&str>,
+    now: i64,
+) -> Decision {
+    use Decision::Fail;
+    let Some(client) = inner.clients.get(client_id) else {
+        return Fail(AadError::temporarily_unavailable());
+    };
     let aud = match scope.map(str::trim) {
         None | Some("") => {
             return Fail(AadError::new(
@@ -950,7 +1071,6 @@ fn decide(
         },
     };
 
-    let now = unix_now();
     let lifetime = client.spec.lifetime_secs;
     let issuer = format!("https://sts.windows.net/{tenant_id}/");
     let signer = &state.signer;
@@ -1088,6 +1208,10 @@ async fn introspect(
         );
     };
 
+    if let Some((verdict, client_email)) = google::introspect(&state, token) {
+        return introspection_answer(&service, "service account", &client_email, verdict);
+    }
+
     let verified = state.signer.verify(token);
     let now = unix_now();
     let mut inner = state.lock();
@@ -1123,17 +1247,27 @@ async fn introspect(
     drop(inner);
 
     let who = appid.as_deref().unwrap_or("-");
+    introspection_answer(&service, "client", who, verdict)
+}
+
+/// The introspection answer for a verdict on a token of `kind` `who`.
+fn introspection_answer(
+    service: &str,
+    kind: &str,
+    who: &str,
+    verdict: Result<String, String>,
+) -> Response {
     match verdict {
         Ok(username) => with_note(
             json_response(
                 StatusCode::OK,
                 &serde_json::json!({"active": true, "username": username}),
             ),
-            format!("{service} token of client {who}: active as {username}"),
+            format!("{service} token of {kind} {who}: active as {username}"),
         ),
         Err(reason) => with_note(
             json_response(StatusCode::OK, &serde_json::json!({"active": false})),
-            format!("{service} token of client {who}: inactive ({reason})"),
+            format!("{service} token of {kind} {who}: inactive ({reason})"),
         ),
     }
 }
@@ -1204,11 +1338,18 @@ async fn admin_register_client(
             format!("unknown tenant '{}': register it first", spec.tenant_id),
         );
     };
+    let certificates = match parse_certificates(spec.certificate_pem.as_deref()) {
+        Ok(certificates) => certificates,
+        Err(e) => return admin_error(StatusCode::BAD_REQUEST, format!("{e:#}")),
+    };
     spec.tenant_id = tenant_id;
     let client_id = spec.client_id.clone();
     let tenant_id = spec.tenant_id.clone();
     match inner.clients.get_mut(&client_id) {
-        Some(client) => client.spec = spec,
+        Some(client) => {
+            client.spec = spec;
+            client.certificates = certificates;
+        }
         None => {
             let oid = uuid::Uuid::new_v4().to_string();
             inner.clients.insert(
@@ -1217,6 +1358,8 @@ async fn admin_register_client(
                     spec,
                     oid,
                     issued: Vec::new(),
+                    certificates,
+                    used_jti: HashSet::new(),
                 },
             );
         }
@@ -1231,11 +1374,28 @@ async fn admin_register_client(
     )
 }
 
+/// The certificates of a `certificate_pem` (none for `None` or an empty string).
+fn parse_certificates(pem: Option<&str>) -> anyhow::Result<Vec<jose::Certificate>> {
+    match pem.filter(|p| !p.trim().is_empty()) {
+        None => Ok(Vec::new()),
+        Some(pem) => jose::Certificate::parse_pem_bundle(pem),
+    }
+}
+
 async fn admin_patch_client(
     State(state): State<Arc<AppState>>,
     UrlPath(client_id): UrlPath<String>,
     axum::Json(change): axum::Json<ClientPatch>,
 ) -> Response {
+    let certificates = match change
+        .certificate_pem
+        .as_deref()
+        .map(|pem| parse_certificates(Some(pem)))
+        .transpose()
+    {
+        Ok(certificates) => certificates,
+        Err(e) => return admin_error(StatusCode::BAD_REQUEST, format!("{e:#}")),
+    };
     let mut inner = state.lock();
     let tenant_id = match &change.tenant_id {
         Some(name) => match inner.tenant(name) {
@@ -1274,7 +1434,11 @@ async fn admin_patch_client(
     if let Some(v) = change.behaviour {
         spec.behaviour = v;
     }
-    let behaviour = spec.behaviour;
+    if let (Some(pem), Some(certificates)) = (change.certificate_pem, certificates) {
+        spec.certificate_pem = Some(pem).filter(|p| !p.trim().is_empty());
+        client.certificates = certificates;
+    }
+    let behaviour = client.spec.behaviour;
     drop(inner);
     with_note(
         json_response(StatusCode::OK, &serde_json::json!({"client_id": client_id})),
@@ -1287,12 +1451,23 @@ async fn admin_revoke(
     UrlPath(client_id): UrlPath<String>,
 ) -> Response {
     let mut inner = state.lock();
-    let Some(client) = inner.clients.get_mut(&client_id) else {
+    let count = if let Some(client) = inner.clients.get_mut(&client_id) {
+        let issued = std::mem::take(&mut client.issued);
+        let count = issued.len();
+        inner.revoked.extend(issued);
+        count
+    } else if inner.google_accounts.contains_key(&client_id) {
+        let mut count = 0;
+        for token in inner.google_tokens.values_mut() {
+            if token.client_email == client_id && !token.revoked {
+                token.revoked = true;
+                count += 1;
+            }
+        }
+        count
+    } else {
         return admin_error(StatusCode::NOT_FOUND, format!("no client '{client_id}'"));
     };
-    let issued = std::mem::take(&mut client.issued);
-    let count = issued.len();
-    inner.revoked.extend(issued);
     drop(inner);
     with_note(
         json_response(
@@ -1300,6 +1475,41 @@ async fn admin_revoke(
             &serde_json::json!({"revoked_tokens": count}),
         ),
         format!("client {client_id}: {count} token(s) revoked"),
+    )
+}
+
+async fn admin_register_google_account(
+    State(state): State<Arc<AppState>>,
+    axum::Json(spec): axum::Json<GoogleServiceAccountSpec>,
+) -> Response {
+    if spec.client_email.is_empty() || spec.private_key_id.is_empty() {
+        return admin_error(
+            StatusCode::BAD_REQUEST,
+            "client_email and private_key_id must not be empty".to_owned(),
+        );
+    }
+    let rsa_public_key = match jose::rsa_public_key_from_pem(&spec.public_key_pem) {
+        Ok(key) => key,
+        Err(e) => return admin_error(StatusCode::BAD_REQUEST, format!("{e:#}")),
+    };
+    let client_email = spec.client_email.clone();
+    let note = format!(
+        "google service account {client_email} (key {}, mail domain {})",
+        spec.private_key_id, spec.mail_domain
+    );
+    state.lock().google_accounts.insert(
+        client_email.clone(),
+        google::ServiceAccount {
+            spec,
+            rsa_public_key,
+        },
+    );
+    with_note(
+        json_response(
+            StatusCode::OK,
+            &serde_json::json!({"client_email": client_email}),
+        ),
+        note,
     )
 }
 
@@ -1376,6 +1586,28 @@ impl IdpAdmin {
         Ok(())
     }
 
+    /// Google's token endpoint (`http://127.0.0.1:PORT/google/token`).
+    pub fn google_token_url(&self) -> String {
+        format!("{}{}", self.base_url, google::TOKEN_PATH)
+    }
+
+    /// Registers a Google service account, or replaces the one with the same `client_email`
+    /// (and its key; tokens already issued stay valid). Its counters are
+    /// [`IdpAdmin::stats`]`(client_email)`; [`IdpAdmin::revoke`]`(client_email)` revokes its
+    /// tokens.
+    pub async fn register_google_service_account(
+        &self,
+        spec: GoogleServiceAccountSpec,
+    ) -> anyhow::Result<()> {
+        self.send(
+            self.http
+                .post(format!("{}/_admin/google/service-accounts", self.base_url))
+                .json(&spec),
+        )
+        .await?;
+        Ok(())
+    }
+
     /// Changes some fields of a registered client.
     pub async fn update_client(&self, client_id: &str, change: ClientPatch) -> anyhow::Result<()> {
         let url = format!(
@@ -1387,7 +1619,7 @@ impl IdpAdmin {
         Ok(())
     }
 
-    /// Makes every token issued to the client so far inactive.
+    /// Makes every token issued to the client (or Google service account) so far inactive.
     pub async fn revoke(&self, client_id: &str) -> anyhow::Result<()> {
         let url = format!(
             "{}/_admin/clients/{}/revoke",
@@ -1444,6 +1676,9 @@ fn encode_path_segment(segment: &str) -> String {
 }
 
 #[cfg(test)]
+mod credential_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use reqwest::StatusCode as Status;
@@ -1451,11 +1686,11 @@ mod tests {
 
     const SCOPE: &str = "https://outlook.office365.com/.default";
 
-    fn unique(prefix: &str) -> String {
+    pub(super) fn unique(prefix: &str) -> String {
         format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
     }
 
-    fn http() -> reqwest::Client {
+    pub(super) fn http() -> reqwest::Client {
         reqwest::Client::builder()
             .no_proxy()
             .build()
@@ -1531,7 +1766,7 @@ mod tests {
             .to_owned()
     }
 
-    async fn introspect(service: &str, token: &str) -> Value {
+    pub(super) async fn introspect(service: &str, token: &str) -> Value {
         // Dovecot's exact shape: lower-case hex escapes, empty client credentials.
         let encoded = token.replace('.', "%2e");
         let response = http()
@@ -1545,7 +1780,7 @@ mod tests {
         response.json().await.expect("JSON")
     }
 
-    fn decode_part(part: &str) -> Value {
+    pub(super) fn decode_part(part: &str) -> Value {
         serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).expect("base64url")).expect("JSON")
     }
 
@@ -1573,7 +1808,7 @@ mod tests {
 
     /// Checks Microsoft's error shape and returns the body.
     #[track_caller]
-    fn assert_aad_error(
+    pub(super) fn assert_aad_error(
         status: Status,
         body: &str,
         want_status: u16,

@@ -1,5 +1,6 @@
-//! `mailgate-fake-idp`: runs the test kit's stand-in for the Microsoft identity platform (token
-//! endpoint, Dovecot introspection, admin endpoints) until it is killed.
+//! `mailgate-fake-idp`: runs the test kit's stand-in for the Microsoft identity platform and
+//! Google's token endpoint (token endpoints, Dovecot introspection, admin endpoints) until it is
+//! killed.
 //!
 //! ```text
 //! mailgate-fake-idp [--listen 127.0.0.1:PORT] [--key PATH]

@@ -3,6 +3,7 @@
 
 mod api;
 mod check;
+mod credentials;
 mod crash;
 mod helpers;
 mod retrieve;
