@@ -2,7 +2,10 @@
 # and the real mail servers on loopback. Needs ROOT (the repository) set by the caller.
 # Ports: MG_TEST_PORT_BASE (default 24000) + offsets; the stand-in listens on base + 20.
 
-RUN_DIR="$ROOT/target/test-env"
+# The daemons drop root and must reach files under the run dir, so it lives under /tmp (every
+# parent searchable) rather than in the checkout, which may sit in a private directory.
+# target/test-env links to it, where the tests look by default.
+RUN_DIR=${MG_TEST_RUN_DIR:-/tmp/mailgate-test-env-$(printf %s "$ROOT" | md5sum | cut -c1-8)}
 IDP_PORT=$((${MG_TEST_PORT_BASE:-24000} + 20))
 
 servers_stop() {
@@ -16,8 +19,13 @@ servers_stop() {
 # Args: the fake IdP binary.
 servers_start() {
     local idp_bin=$1
-    mkdir -p "$RUN_DIR"
-    chmod 755 "$ROOT/target" "$RUN_DIR"
+    mkdir -p "$RUN_DIR" "$ROOT/target"
+    chmod 755 "$RUN_DIR"
+    if [[ -d $ROOT/target/test-env && ! -L $ROOT/target/test-env ]]; then
+        "$ROOT/scripts/test-env.sh" stop "$ROOT/target/test-env" || true
+        rm -rf "$ROOT/target/test-env"
+    fi
+    ln -sfn "$RUN_DIR" "$ROOT/target/test-env"
     servers_stop
     # The stand-in signs its RS256 tokens with this key (ring cannot generate RSA keys).
     if [[ ! -s "$RUN_DIR/idp-key.pem" ]]; then

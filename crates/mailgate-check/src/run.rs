@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use mailgate_core::model::{Account, AuthMethod, Connection, Protocol, Secret};
 use mailgate_core::{Mailbox, template};
 use mailgate_imap::session::{self as imap, ImapCredentials, ImapIo};
+use mailgate_oauth::account::{self as login, Login, LoginError};
 use mailgate_oauth::{TokenCache, TokenError};
 use mailgate_smtp::client::{Credentials, SmtpError, SmtpSession, Stage, Timeouts};
 use mailgate_smtp::explain;
@@ -105,72 +106,48 @@ impl Checker {
 
     /// Token and claims steps (XOAUTH2), or the password; `None` when a step failed.
     async fn credentials(&self, account: &Account, report: &mut CheckReport) -> Option<Resolved> {
-        match account.auth {
-            AuthMethod::None => Some(Resolved::None),
-            AuthMethod::Plain | AuthMethod::Login => {
-                let t = Timer::start();
-                let password = account.password.as_ref().and_then(|p| self.vault.open(p).ok());
-                match password {
-                    Some(p) => Some(Resolved::Password(p)),
-                    None => {
-                        report.push(t.failed("password", "no usable password stored", "the account has no password", "enter the account's password"));
-                        None
-                    }
-                }
-            }
-            AuthMethod::Xoauth2 => {
-                let t = Timer::start();
-                let client = match account.oauth_client_id.as_deref() {
-                    Some(id) => self.store.get_oauth_client(id).await.ok(),
-                    None => None,
-                };
-                let Some(client) = client else {
-                    report.push(t.failed("token", "no OAuth client", "the account has no OAuth client", "select the OAuth client"));
-                    return None;
-                };
-                let Some(secret) = client.secret.as_ref().and_then(|s| self.vault.open(s).ok()) else {
-                    report.push(t.failed("token", format!("OAuth client '{}' has no secret", client.name), "the client secret was never entered", "paste the secret's Value (setup step 5)"));
-                    return None;
-                };
-                let token = match self.tokens.get_fresh(&client, &secret, client.token_subject(&account.username)).await {
-                    Ok(token) => token,
-                    Err(e) => {
-                        let (cause, fix) = match &e {
-                            TokenError::Provider(p) => match &p.explanation {
-                                Some(x) => (x.cause.to_string(), x.fix.to_string()),
-                                None => (format!("the provider refused: {}", p.error), "check the OAuth client's settings".to_string()),
-                            },
-                            TokenError::Network(_) | TokenError::InvalidResponse(_) => (
-                                "the token endpoint cannot be reached or answers nonsense".to_string(),
-                                "check the token URL, the network and proxies; mailgate retries on its own".to_string(),
-                            ),
-                            TokenError::Config(m) => (m.clone(), "complete the OAuth client".to_string()),
-                        };
-                        report.push(t.failed("token", e.to_string(), cause, fix));
-                        return None;
-                    }
-                };
-                report.push(t.step(
-                    "token",
-                    Status::Ok,
-                    format!("token from {} valid for {} s", client.resolved_token_url(), token.lifetime.as_secs()),
-                ));
-                let t = Timer::start();
-                match (&token.claims, template::is_microsoft(&client.template)) {
-                    (Some(c), true) => match claims::check(&client, account.protocol, c) {
-                        Ok(detail) => report.push(t.step("claims", Status::Ok, detail)),
-                        Err((detail, cause, fix)) => {
-                            report.push(t.failed("claims", detail, cause, fix));
-                            report.push(Timer::start().step("auth", Status::Skipped, "not tried: the server would refuse this token"));
-                            return None;
-                        }
+        let t = Timer::start();
+        let login = login::resolve(self.store.as_ref(), &self.vault, &self.tokens, account, true).await;
+        let (token, client) = match login {
+            Ok(Login::None) => return Some(Resolved::None),
+            Ok(Login::Password(p)) => return Some(Resolved::Password(p)),
+            Ok(Login::Token { token, client }) => (token, client),
+            Err(LoginError::Token { error, .. }) => {
+                let (cause, fix) = match &error {
+                    TokenError::Provider(p) => match &p.explanation {
+                        Some(x) => (x.cause.to_string(), x.fix.to_string()),
+                        None => (format!("the provider refused: {}", p.error), "check the OAuth client's settings".to_string()),
                     },
-                    (Some(c), false) => report.push(t.step("claims", Status::Ok, format!("roles: {}", c.roles.join(", ")))),
-                    (None, _) => report.push(t.step("claims", Status::Skipped, "the token is opaque (not a JWT)")),
-                }
-                Some(Resolved::Token(token.secret))
+                    TokenError::Network(_) | TokenError::InvalidResponse(_) => (
+                        "the token endpoint cannot be reached or answers nonsense".to_string(),
+                        "check the token URL, the network and proxies; mailgate retries on its own".to_string(),
+                    ),
+                    TokenError::Config(m) => (m.clone(), "complete the OAuth client".to_string()),
+                };
+                report.push(t.failed("token", error.to_string(), cause, fix));
+                return None;
             }
+            Err(e) => {
+                let step = if account.auth == AuthMethod::Xoauth2 { "token" } else { "password" };
+                report.push(t.failed(step, e.to_string(), e.to_string(), "complete the account and its OAuth client"));
+                return None;
+            }
+        };
+        report.push(t.step("token", Status::Ok, format!("token from {} valid for {} s", client.resolved_token_url(), token.lifetime.as_secs())));
+        let t = Timer::start();
+        match (&token.claims, template::is_microsoft(&client.template)) {
+            (Some(c), true) => match claims::check(&client, account.protocol, c) {
+                Ok(detail) => report.push(t.step("claims", Status::Ok, detail)),
+                Err((detail, cause, fix)) => {
+                    report.push(t.failed("claims", detail, cause, fix));
+                    report.push(Timer::start().step("auth", Status::Skipped, "not tried: the server would refuse this token"));
+                    return None;
+                }
+            },
+            (Some(c), false) => report.push(t.step("claims", Status::Ok, format!("roles: {}", c.roles.join(", ")))),
+            (None, _) => report.push(t.step("claims", Status::Skipped, "the token is opaque (not a JWT)")),
         }
+        Some(Resolved::Token(token.secret))
     }
 
     fn tls_step(&self, report: &mut CheckReport, t: &Timer, connection: Connection, version: &str, certificate: Option<&[u8]>) {

@@ -16,6 +16,7 @@ use futures_util::TryStreamExt as _;
 use mailgate_core::model::{Account, AfterRetrieval, AttachmentSummary, AuthMethod, OversizeMessage, Protocol, RetrievalState};
 use mailgate_core::{Millis, new_id, now_millis};
 use mailgate_oauth::TokenCache;
+use mailgate_oauth::account::{self as login, Login};
 use mailgate_store::{NewInboxMessage, Store, Vault};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
@@ -186,34 +187,17 @@ impl Retriever {
     }
 
     async fn credentials(&self, account: &Account) -> Result<(ImapCredentials, Option<Instant>), ImapError> {
-        let password = || -> Result<mailgate_core::model::Secret, ImapError> {
-            let sealed = account.password.as_ref().ok_or_else(|| ImapError::permanent("the account has no password"))?;
-            self.vault.open(sealed).map_err(|e| ImapError::permanent(format!("{e:#}")))
-        };
+        let login = login::resolve(self.store.as_ref(), &self.vault, &self.tokens, account, false)
+            .await
+            .map_err(|e| ImapError { message: e.to_string(), temporary: e.is_temporary(), backoff: None })?;
         let user = account.username.clone();
-        Ok(match account.auth {
-            AuthMethod::Plain => (ImapCredentials::Plain { user, password: password()? }, None),
-            AuthMethod::Login => (ImapCredentials::Login { user, password: password()? }, None),
-            AuthMethod::None => return Err(ImapError::permanent("IMAP accounts must authenticate")),
-            AuthMethod::Xoauth2 => {
-                let client_id =
-                    account.oauth_client_id.as_deref().ok_or_else(|| ImapError::permanent("the account has no OAuth client"))?;
-                let client = self
-                    .store
-                    .get_oauth_client(client_id)
-                    .await
-                    .map_err(|e| ImapError::temporary(format!("OAuth client unavailable: {e}")))?;
-                let sealed = client
-                    .secret
-                    .as_ref()
-                    .ok_or_else(|| ImapError::permanent(format!("the OAuth client '{}' has no secret", client.name)))?;
-                let secret = self.vault.open(sealed).map_err(|e| ImapError::permanent(format!("{e:#}")))?;
-                let token = self.tokens.get(&client, &secret, client.token_subject(&account.username)).await.map_err(|e| ImapError {
-                    message: format!("no access token from OAuth client '{}': {e}", client.name),
-                    temporary: e.is_temporary(),
-                    backoff: None,
-                })?;
-                (ImapCredentials::OAuth { user, token: token.secret, mechanism: account.oauth_mechanism }, Some(token.expires_at))
+        Ok(match (login, account.auth) {
+            (Login::None, _) => return Err(ImapError::permanent("IMAP accounts must authenticate")),
+            (Login::Password(password), AuthMethod::Login) => (ImapCredentials::Login { user, password }, None),
+            (Login::Password(password), _) => (ImapCredentials::Plain { user, password }, None),
+            (Login::Token { token, .. }, _) => {
+                let expiry = Some(token.expires_at);
+                (ImapCredentials::OAuth { user, token: token.secret, mechanism: account.oauth_mechanism }, expiry)
             }
         })
     }

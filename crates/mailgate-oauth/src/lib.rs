@@ -9,6 +9,7 @@
 //!   the signature is not verified — the mail server does that.
 
 pub mod aadsts;
+pub mod account;
 pub mod assertion;
 pub mod cache;
 pub mod claims;

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use mailgate_core::model::{Account, AttemptOutcome, AuthMethod, Mail, MailStatus};
 use mailgate_core::{Millis, now_millis};
 use mailgate_oauth::TokenCache;
+use mailgate_oauth::account::{self as login, Login};
 use mailgate_store::{AttemptRecord, Store, StoreError, Vault};
 use tokio::sync::{Notify, watch};
 
@@ -326,41 +327,15 @@ impl Spool {
     }
 
     async fn credentials(&self, account: &Account, fresh_token: bool) -> Result<Credentials, Failure> {
-        let permanent = |message: String| Failure { message, temporary: false, reply: None };
-        let password = || -> Result<mailgate_core::model::Secret, Failure> {
-            let sealed = account.password.as_ref().ok_or_else(|| permanent("the account has no password".into()))?;
-            self.vault.open(sealed).map_err(|e| permanent(format!("{e:#}")))
-        };
-        Ok(match account.auth {
-            AuthMethod::None => Credentials::None,
-            AuthMethod::Plain => Credentials::Plain { user: account.username.clone(), password: password()? },
-            AuthMethod::Login => Credentials::Login { user: account.username.clone(), password: password()? },
-            AuthMethod::Xoauth2 => {
-                let client_id =
-                    account.oauth_client_id.as_deref().ok_or_else(|| permanent("the account has no OAuth client".into()))?;
-                let client = self
-                    .store
-                    .get_oauth_client(client_id)
-                    .await
-                    .map_err(|e| Failure { message: format!("OAuth client unavailable: {e}"), temporary: true, reply: None })?;
-                let sealed = client
-                    .secret
-                    .as_ref()
-                    .ok_or_else(|| permanent(format!("the OAuth client '{}' has no secret", client.name)))?;
-                let secret = self.vault.open(sealed).map_err(|e| permanent(format!("{e:#}")))?;
-                let subject = client.token_subject(&account.username);
-                let token = if fresh_token {
-                    self.tokens.get_fresh(&client, &secret, subject).await
-                } else {
-                    self.tokens.get(&client, &secret, subject).await
-                };
-                let token = token.map_err(|e| Failure {
-                    message: format!("no access token from OAuth client '{}': {e}", client.name),
-                    temporary: e.is_temporary(),
-                    reply: None,
-                })?;
-                Credentials::OAuth { user: account.username.clone(), token: token.secret, mechanism: account.oauth_mechanism }
-            }
+        let login = login::resolve(self.store.as_ref(), &self.vault, &self.tokens, account, fresh_token)
+            .await
+            .map_err(|e| Failure { message: e.to_string(), temporary: e.is_temporary(), reply: None })?;
+        let user = account.username.clone();
+        Ok(match (login, account.auth) {
+            (Login::None, _) => Credentials::None,
+            (Login::Password(password), AuthMethod::Login) => Credentials::Login { user, password },
+            (Login::Password(password), _) => Credentials::Plain { user, password },
+            (Login::Token { token, .. }, _) => Credentials::OAuth { user, token: token.secret, mechanism: account.oauth_mechanism },
         })
     }
 

@@ -6,6 +6,7 @@ mod health;
 mod inbox;
 mod json;
 mod keys;
+mod metrics;
 mod mails;
 mod oauth_clients;
 mod settings;
@@ -69,5 +70,6 @@ pub fn routes(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::metrics))
         .nest("/api/v1", v1)
 }

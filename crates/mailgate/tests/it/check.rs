@@ -261,4 +261,11 @@ async fn expiry_notices_go_out_once_per_threshold_and_name_the_client() {
     assert_eq!(status["expiring_clients"][0]["name"], client.name.as_str(), "{status}");
     assert_eq!(status["expiring_clients"][0]["days_until_expiry"], 20);
     assert!(!status["warnings"].to_string().contains("no admin contacts"), "{status}");
+    let metrics = app.http.get(format!("{}/metrics", app.base)).send().await.expect("metrics").text().await.expect("text");
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with(&format!("mailgate_oauth_credential_expiry_seconds{{client=\"{}\"}}", client.name)))
+        .unwrap_or_else(|| panic!("no expiry gauge: {metrics}"));
+    let seconds: i64 = line.rsplit(' ').next().and_then(|v| v.parse().ok()).expect("value");
+    assert!((19 * 86_400..=20 * 86_400).contains(&seconds), "{line}");
 }
