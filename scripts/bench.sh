@@ -3,7 +3,7 @@
 # figures; docs/benchmarks.md records them. Not part of the test suite.
 #
 #   scripts/bench.sh            every benchmark
-#   MG_BENCH_MAILS=2000 MG_BENCH_MESSAGES=500 scripts/bench.sh   (defaults 5000 and 2000)
+#   MG_BENCH_MAILS=2000 MG_BENCH_MESSAGES=500 MG_BENCH_SESSIONS=4 scripts/bench.sh   (defaults 5000, 2000, 8)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."

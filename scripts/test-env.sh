@@ -647,7 +647,7 @@ stop_dir() {
     # The ports of the running instance (MG_TEST_PORT_BASE may differ now), except the IdP's;
     # without DIR/env (an interrupted start), those of this invocation.
     if [[ -f $DIR/env ]]; then
-        mapfile -t ports < <(sed -n '/^MG_IDP_PORT=/d; s/^MG_[A-Z_]*_PORT=//p' "$DIR/env")
+        mapfile -t ports < <(sed -n '/^MG_IDP_PORT=/d; /^MG_SINK_PORT=/d; s/^MG_[A-Z_]*_PORT=//p' "$DIR/env")
     elif [[ -n ${ALL_PORTS+x} ]]; then
         ports=("${ALL_PORTS[@]}")
     fi
