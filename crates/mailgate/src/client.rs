@@ -8,7 +8,8 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 
 /// What to send, as given on the command line.
-#[derive(Debug, Clone, clap::Args)]
+/// No `Debug`: it holds the API key.
+#[derive(Clone, clap::Args)]
 pub struct SendArgs {
     /// Base URL of the mailgate server.
     #[arg(long, env = "MAILGATE_URL", default_value = "http://127.0.0.1:8080")]

@@ -9,7 +9,8 @@ use crate::state::AppState;
 
 /// Fields of an account as an admin enters them. On update, absent fields keep their value;
 /// the password is write-only; the protocol cannot change.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// No `Debug`: it holds a password.
+#[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AccountInput {
     pub name: Option<String>,

@@ -16,7 +16,8 @@ use crate::state::AppState;
 
 /// Fields of an OAuth client as an admin enters them. On update, absent fields keep their
 /// value; the secret is write-only.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// No `Debug`: it holds secrets and private keys.
+#[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OAuthClientInput {
     pub name: Option<String>,
