@@ -33,6 +33,15 @@ pub async fn metrics(State(state): State<AppState>) -> ApiResult<Response> {
         let n = counts.iter().find(|(s, _)| s == status).map_or(0, |(_, n)| *n);
         let _ = writeln!(out, "mailgate_spool_mails{{status=\"{status}\"}} {n}");
     }
+    out.push_str("# HELP mailgate_retrieval_oversize_messages Messages left on the server because they exceed the size limit.\n");
+    out.push_str("# TYPE mailgate_retrieval_oversize_messages gauge\n");
+    for a in state.store.list_accounts().await? {
+        if a.protocol != mailgate_core::model::Protocol::Imap {
+            continue;
+        }
+        let oversize = state.store.get_retrieval_state(&a.id).await?.map_or(0, |s| s.oversize.len());
+        let _ = writeln!(out, "mailgate_retrieval_oversize_messages{{account=\"{}\"}} {oversize}", label(&a.name));
+    }
     let stats = &state.tokens.stats;
     out.push_str("# HELP mailgate_token_requests_total Token requests this node made.\n# TYPE mailgate_token_requests_total counter\n");
     let _ = writeln!(out, "mailgate_token_requests_total {}", stats.requests.load(Ordering::Relaxed));

@@ -298,3 +298,39 @@ async fn a_default_account_is_used_only_when_configured_and_failed_mail_can_be_r
     let (status, _) = app.get(&format!("/api/v1/mails/{id}")).await;
     assert_eq!(status, 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mailgate_send_submits_from_the_command_line_and_waits_for_the_result() {
+    let app = TestApp::spawn().await;
+    let account = app.smtp_account(json!({"auth": "plain", "password": app.env.pass_sender})).await;
+    let rcpt = app.env.unique_address("cli");
+    let attachment = app.dir.0.join("report.pdf");
+    std::fs::write(&attachment, b"%PDF-1.4 test").expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mailgate"))
+        .args(["send", "--url", &app.base, "--account", account["name"].as_str().unwrap_or(""), "--to", &rcpt,
+               "--subject", "from the CLI", "--text", "hello", "--header", "X-Job: nightly"])
+        .arg("--attach")
+        .arg(&attachment)
+        .args(["--wait", "30"])
+        .env("MAILGATE_API_KEY", &app.key)
+        .output()
+        .expect("run mailgate send");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("sent: 250"), "{stdout}");
+    let delivered = app.env.wait_for_messages(&rcpt, 1, DEADLINE).await;
+    let m = MessageParser::default().parse(&delivered[0]).expect("parse");
+    assert_eq!(m.subject(), Some("from the CLI"));
+    assert_eq!(m.header_raw("X-Job").map(str::trim), Some("nightly"));
+    assert_eq!(m.attachments().next().map(|a| a.contents().to_vec()), Some(b"%PDF-1.4 test".to_vec()));
+
+    // A refused submission: the problem's fields are printed, the exit code is 1.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mailgate"))
+        .args(["send", "--url", &app.base, "--account", "nope", "--to", "not an address"])
+        .env("MAILGATE_API_KEY", &app.key)
+        .output()
+        .expect("run mailgate send");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("422") && stderr.contains("account"), "{stderr}");
+}

@@ -138,18 +138,28 @@ async fn a_google_service_account_acts_as_each_mailbox_with_its_own_token() {
     assert!(!client.to_string().contains("PRIVATE KEY"));
 
     let rcpt = app.env.unique_address("google");
-    for mailbox in ["alice", "bob"] {
-        let account = app
-            .smtp_account(json!({"auth": "xoauth2", "oauth_client": "google", "username": format!("{mailbox}@{}", app.env.domain),
-                                 "send_address": format!("{mailbox}@{}", app.env.domain)}))
-            .await;
+    let mailboxes = [app.env.unique_address("alice"), app.env.unique_address("bob")];
+    let mut accounts = Vec::new();
+    for mailbox in &mailboxes {
+        let account = app.smtp_account(json!({"auth": "xoauth2", "oauth_client": "google", "username": mailbox, "send_address": mailbox})).await;
         for i in 0..2 {
             let id = app.submit(json!({"account": account["name"], "to": rcpt, "subject": format!("{mailbox} {i}"), "text": "x"})).await;
             app.wait_status(&id, "sent", DEADLINE).await;
         }
+        accounts.push(account);
     }
     app.env.wait_for_messages(&rcpt, 4, DEADLINE).await;
     assert_eq!(app.env.idp.stats(&email).await.expect("stats").token_requests, 2, "one token per mailbox, reused");
+    // Retrieval acts as the mailbox too, with the mailbox's token from the cache.
+    app.env.deliver_lmtp(&mailboxes[0], &[b"Subject: for alice\r\n\r\nx\r\n".to_vec()]).await.expect("lmtp");
+    let (status, imap) = app
+        .post("/api/v1/accounts", json!({"name": "google-imap", "protocol": "imap", "auth": "xoauth2", "oauth_client": "google",
+            "username": mailboxes[0], "host": "localhost", "connection": "tls", "port": app.env.imap_tls_port, "enabled": false}))
+        .await;
+    assert_eq!(status, 201, "{imap}");
+    let report = app.retrieve(&imap).await;
+    assert_eq!(report["stored"], 1, "{report}");
+    assert_eq!(app.env.idp.stats(&email).await.expect("stats").token_requests, 2, "the mailbox's cached token served IMAP as well");
 
     let (_, test) = app.post("/api/v1/oauth-clients/google/token-test", json!({"subject": format!("carol@{}", app.env.domain)})).await;
     assert_eq!(test["ok"], true, "{test}");

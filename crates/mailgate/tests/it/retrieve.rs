@@ -205,6 +205,9 @@ async fn an_oversize_message_stays_on_the_server_and_the_account_says_why() {
     let oversize = &view["retrieval"]["oversize"];
     assert_eq!(oversize.as_array().map(Vec::len), Some(1), "{view}");
     assert!(oversize[0]["size"].as_u64().is_some_and(|s| s > 200_000), "{view}");
+    let metrics = app.http.get(format!("{}/metrics", app.base)).send().await.expect("metrics").text().await.expect("text");
+    let gauge = format!("mailgate_retrieval_oversize_messages{{account=\"{}\"}} 1", account["name"].as_str().unwrap_or(""));
+    assert!(metrics.contains(&gauge), "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
