@@ -362,6 +362,10 @@ impl Retriever {
         if done.is_empty() {
             return Ok(());
         }
+        // Crash-test hook: die like kill -9 right between the commit and the removal.
+        if std::env::var_os("MAILGATE_TEST_ABORT_AFTER_COMMIT").is_some() {
+            std::process::abort();
+        }
         // Everything in `done` is committed: only now does the server lose it.
         let set = uid_set(&done);
         match account.after_retrieval {

@@ -24,6 +24,10 @@ impl Drop for Server {
 }
 
 fn start(dir: &std::path::Path, port: u16, node: &str) -> Server {
+    start_with_env(dir, port, node, &[])
+}
+
+fn start_with_env(dir: &std::path::Path, port: u16, node: &str, env_vars: &[(&str, &str)]) -> Server {
     let env = TestEnv::load();
     let mut config = test_config(&env, dir);
     config.listen = format!("127.0.0.1:{port}");
@@ -35,6 +39,7 @@ fn start(dir: &std::path::Path, port: u16, node: &str) -> Server {
     std::fs::write(&file, toml_of(&config)).expect("write config");
     let child = Command::new(env!("CARGO_BIN_EXE_mailgate"))
         .args(["--config", file.to_str().expect("path"), "serve"])
+        .envs(env_vars.iter().copied())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.join(format!("serve-{}.log", uuid::Uuid::new_v4().simple()))).expect("log"))
         .spawn()
@@ -158,4 +163,63 @@ async fn kill_9_with_mails_queued_and_in_flight_then_restart_delivers_every_mail
     let _ = page;
     drop(server);
     eprintln!("crash test: {before_restart} delivered before the kill, {duplicates} delivered twice");
+}
+
+async fn wait_ready(http: &reqwest::Client, base: &str) {
+    eventually(Duration::from_secs(20), "mailgate to start", || async {
+        http.get(format!("{base}/readyz")).send().await.ok().filter(|r| r.status().is_success()).map(|_| ())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_between_commit_and_expunge_leaves_no_duplicate_and_nothing_behind() {
+    let env = TestEnv::load();
+    let dir = TempDir::new("crash-imap");
+    let key = {
+        let config = test_config(&env, &dir.0);
+        let store = mailgate::app::open_store(&config).await.expect("store");
+        mailgate_web::service::api_keys::create(store.as_ref(), "crash", true).await.expect("key").1
+    };
+    let user = env.unique_address("crash-imap");
+    let messages: Vec<Vec<u8>> = (0..10).map(|i| format!("Subject: crash {i}\r\n\r\nx\r\n").into_bytes()).collect();
+    env.deliver_lmtp(&user, &messages).await.expect("lmtp");
+    let port = free_port();
+    let http = reqwest::Client::builder().no_proxy().build().expect("client");
+    let server = start_with_env(&dir.0, port, "crash-imap", &[("MAILGATE_TEST_ABORT_AFTER_COMMIT", "1")]);
+    let base = server.base.clone();
+    wait_ready(&http, &base).await;
+    // XOAUTH2 reaches any mailbox of the test domain (PLAIN only the passwd-file users).
+    let tenant = uuid::Uuid::new_v4().to_string();
+    let client_id = uuid::Uuid::new_v4().to_string();
+    env.idp.register_tenant(mailgate_testkit::TenantSpec::new(tenant.clone(), env.domain.clone())).await.expect("tenant");
+    env.idp.register_client(mailgate_testkit::ClientSpec::new(tenant.clone(), client_id.clone(), "crash-secret".to_string())).await.expect("client");
+    let post = |path: String, body: Value| {
+        let http = http.clone();
+        let key = key.clone();
+        async move { http.post(path).bearer_auth(key).json(&body).send().await }
+    };
+    let r = post(format!("{base}/api/v1/oauth-clients"), json!({"name": "crash", "tenant": tenant, "client_id": client_id,
+        "client_secret": "crash-secret", "token_url": format!("{}/{{tenant}}/oauth2/v2.0/token", env.idp_url)})).await.expect("client");
+    assert_eq!(r.status(), 201);
+    let account = json!({"name": "crash-imap", "protocol": "imap", "auth": "xoauth2", "oauth_client": "crash", "username": user,
+        "host": "localhost", "connection": "tls", "port": env.imap_tls_port, "enabled": false});
+    let created: Value = post(format!("{base}/api/v1/accounts"), account).await.expect("account").json().await.expect("json");
+    let id = created["id"].as_str().expect("id").to_string();
+    // The pass commits the batch, then the process aborts before removing anything.
+    let _ = post(format!("{base}/api/v1/accounts/{id}/retrieve"), json!({})).await;
+    let mut server = server;
+    let status = server.child.wait().expect("wait");
+    assert!(!status.success(), "the process died at the hook: {status}");
+    assert_eq!(env.folder_count(&user, "INBOX").expect("count"), 10, "nothing was removed from the server");
+    drop(server);
+
+    let server = start(&dir.0, port, "crash-imap");
+    wait_ready(&http, &base).await;
+    let report: Value = post(format!("{base}/api/v1/accounts/{id}/retrieve"), json!({})).await.expect("retrieve").json().await.expect("json");
+    assert_eq!((report["stored"].as_u64(), report["duplicates"].as_u64()), (Some(0), Some(10)), "{report}");
+    assert_eq!(env.folder_count(&user, "INBOX").expect("count"), 0, "nothing left behind");
+    let page: Value = http.get(format!("{base}/api/v1/inbox?limit=100")).bearer_auth(&key).send().await.expect("inbox").json().await.expect("json");
+    assert_eq!(page["total"], 10, "no duplicate record");
+    drop(server);
 }
