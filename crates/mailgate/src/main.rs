@@ -54,6 +54,16 @@ enum Command {
     ApiKey(ApiKeyCommand),
     /// Submit a mail to a running server.
     Send(Box<mailgate::client::SendArgs>),
+    /// Probe a running server's /readyz (for container and systemd health checks); exit 0 when
+    /// ready, 1 otherwise.
+    Healthcheck {
+        /// Base URL of the server.
+        #[arg(long, env = "MAILGATE_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// Seconds to wait for an answer.
+        #[arg(long, default_value_t = 5)]
+        timeout: u64,
+    },
     /// Diagnose an account step by step (DNS, TCP, TLS, greeting, token, claims, AUTH, test
     /// mail or folder); exits 1 when a step fails.
     Check {
@@ -153,6 +163,25 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Healthcheck { url, timeout } => {
+            let http = reqwest::Client::builder().timeout(Duration::from_secs(timeout)).build()?;
+            let url = format!("{}/readyz", url.trim_end_matches('/'));
+            match http.get(&url).send().await {
+                Ok(r) if r.status().is_success() => {
+                    println!("ready");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Ok(r) => {
+                    let status = r.status();
+                    println!("not ready ({status}): {}", r.text().await.unwrap_or_default());
+                    Ok(ExitCode::FAILURE)
+                }
+                Err(e) => {
+                    println!("no answer from {url}: {e}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
         }
         Command::Check { account, send_to, json, server } => {
             let config = load(config_path, server)?;

@@ -334,3 +334,19 @@ async fn mailgate_send_submits_from_the_command_line_and_waits_for_the_result() 
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("422") && stderr.contains("account"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthcheck_reports_readiness_by_exit_code() {
+    let app = TestApp::spawn().await;
+    let run = |url: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_mailgate")).args(["healthcheck", "--url", url, "--timeout", "2"]).output().expect("run")
+    };
+    let out = run(&app.base);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let (_, ready) = app.get("/readyz").await;
+    assert_eq!(ready, json!({"ready": true, "database": true, "workers": true}));
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let out = run(&format!("http://127.0.0.1:{closed}"));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no answer"));
+}
