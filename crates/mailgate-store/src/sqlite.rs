@@ -234,7 +234,7 @@ fn like_pattern(text: &str) -> String {
 /// A WHERE clause built from optional conditions, with its bind values in order.
 #[derive(Default)]
 struct Conditions {
-    sql: Vec<&'static str>,
+    sql: Vec<String>,
     binds: Vec<Bind>,
 }
 
@@ -243,20 +243,46 @@ enum Bind {
     Int(i64),
 }
 
+/// What a list query selects, from where, in which order, and how rows become records.
+struct Listing<T> {
+    select: &'static str,
+    from: &'static str,
+    order: &'static str,
+    map: fn(&SqliteRow) -> Result<T>,
+    what: &'static str,
+}
+
+type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
+
 impl Conditions {
-    fn push(&mut self, sql: &'static str, binds: impl IntoIterator<Item = Bind>) {
-        self.sql.push(sql);
+    fn push(&mut self, sql: &str, binds: impl IntoIterator<Item = Bind>) {
+        self.sql.push(sql.to_string());
         self.binds.extend(binds);
+    }
+
+    /// A case-insensitive substring search over `columns` (nothing when `query` is empty).
+    fn search(&mut self, columns: &[&str], query: Option<&str>) {
+        let Some(q) = query.filter(|q| !q.is_empty()) else { return };
+        let pattern = like_pattern(q);
+        let any = columns.iter().map(|c| format!("{c} LIKE ? ESCAPE '\\'")).collect::<Vec<_>>().join(" OR ");
+        self.push(&format!("({any})"), columns.iter().map(|_| Bind::Text(pattern.clone())));
+    }
+
+    /// `column` within [since, until).
+    fn range(&mut self, column: &str, since: Option<Millis>, until: Option<Millis>) {
+        if let Some(s) = since {
+            self.push(&format!("{column} >= ?"), [Bind::Int(s)]);
+        }
+        if let Some(u) = until {
+            self.push(&format!("{column} < ?"), [Bind::Int(u)]);
+        }
     }
 
     fn clause(&self) -> String {
         if self.sql.is_empty() { String::new() } else { format!(" WHERE {}", self.sql.join(" AND ")) }
     }
 
-    fn bind<'q>(
-        &'q self,
-        mut q: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
-    ) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
+    fn bind<'q>(&'q self, mut q: SqliteQuery<'q>) -> SqliteQuery<'q> {
         for b in &self.binds {
             q = match b {
                 Bind::Text(s) => q.bind(s.as_str()),
@@ -264,6 +290,17 @@ impl Conditions {
             };
         }
         q
+    }
+
+    /// One page of `listing` with these conditions, and the total count.
+    async fn page<T>(&self, pool: &SqlitePool, listing: Listing<T>, (limit, offset): (u32, u64)) -> Result<Page<T>> {
+        let Listing { select, from, order, map, what } = listing;
+        let clause = self.clause();
+        let count_sql = format!("SELECT COUNT(*) FROM {from}{clause}");
+        let total: i64 = self.bind(sqlx::query(&count_sql)).fetch_one(pool).await.ctx(what)?.get(0);
+        let sql = format!("SELECT {select} FROM {from}{clause} ORDER BY {order} LIMIT ? OFFSET ?");
+        let rows = self.bind(sqlx::query(&sql)).bind(i64::from(limit)).bind(offset as i64).fetch_all(pool).await.ctx(what)?;
+        Ok(Page { items: rows.iter().map(map).collect::<Result<_>>()?, total })
     }
 }
 
@@ -592,35 +629,19 @@ impl Store for SqliteStore {
         if let Some(k) = &f.api_key_id {
             c.push("m.api_key_id = ?", [Bind::Text(k.clone())]);
         }
-        if let Some(q) = f.query.as_deref().filter(|q| !q.is_empty()) {
-            let p = like_pattern(q);
-            c.push(
-                "(m.header_from LIKE ? ESCAPE '\\' OR m.to_display LIKE ? ESCAPE '\\' OR m.cc_display LIKE ? ESCAPE '\\' \
-                 OR m.subject LIKE ? ESCAPE '\\' OR m.recipients LIKE ? ESCAPE '\\' OR m.message_id LIKE ? ESCAPE '\\')",
-                (0..6).map(|_| Bind::Text(p.clone())),
-            );
-        }
-        if let Some(s) = f.since {
-            c.push("m.created_at >= ?", [Bind::Int(s)]);
-        }
-        if let Some(u) = f.until {
-            c.push("m.created_at < ?", [Bind::Int(u)]);
-        }
-        let clause = c.clause();
-        let count_sql = format!("SELECT COUNT(*) FROM mails m{clause}");
-        let total: i64 = c.bind(sqlx::query(&count_sql)).fetch_one(&self.pool).await.ctx("counting mails")?.get(0);
-        let sql = format!(
-            "SELECT {MAIL_COLUMNS} FROM mails m JOIN accounts a ON a.id = m.account_id{clause} \
-             ORDER BY m.created_at DESC, m.id DESC LIMIT ? OFFSET ?"
+        c.search(
+            &["m.header_from", "m.to_display", "m.cc_display", "m.subject", "m.recipients", "m.message_id"],
+            f.query.as_deref(),
         );
-        let rows = c
-            .bind(sqlx::query(&sql))
-            .bind(i64::from(f.limit))
-            .bind(f.offset as i64)
-            .fetch_all(&self.pool)
-            .await
-            .ctx("listing mails")?;
-        Ok(Page { items: rows.iter().map(mail_from_row).collect::<Result<_>>()?, total })
+        c.range("m.created_at", f.since, f.until);
+        let listing = Listing {
+            select: MAIL_COLUMNS,
+            from: "mails m JOIN accounts a ON a.id = m.account_id",
+            order: "m.created_at DESC, m.id DESC",
+            map: mail_from_row,
+            what: "listing mails",
+        };
+        c.page(&self.pool, listing, (f.limit, f.offset)).await
     }
 
     async fn list_attempts(&self, mail_id: &str) -> Result<Vec<Attempt>> {
@@ -816,32 +837,11 @@ impl Store for SqliteStore {
         if let Some(a) = &f.account_name {
             c.push("account_name = ?", [Bind::Text(a.clone())]);
         }
-        if let Some(q) = f.query.as_deref().filter(|q| !q.is_empty()) {
-            let p = like_pattern(q);
-            c.push(
-                "(from_addr LIKE ? ESCAPE '\\' OR to_addrs LIKE ? ESCAPE '\\' OR cc_addrs LIKE ? ESCAPE '\\' \
-                 OR subject LIKE ? ESCAPE '\\')",
-                (0..4).map(|_| Bind::Text(p.clone())),
-            );
-        }
-        if let Some(s) = f.since {
-            c.push("at >= ?", [Bind::Int(s)]);
-        }
-        if let Some(u) = f.until {
-            c.push("at < ?", [Bind::Int(u)]);
-        }
-        let clause = c.clause();
-        let count_sql = format!("SELECT COUNT(*) FROM traffic{clause}");
-        let total: i64 = c.bind(sqlx::query(&count_sql)).fetch_one(&self.pool).await.ctx("counting traffic")?.get(0);
-        let sql = format!("SELECT * FROM traffic{clause} ORDER BY at DESC, id DESC LIMIT ? OFFSET ?");
-        let rows = c
-            .bind(sqlx::query(&sql))
-            .bind(i64::from(f.limit))
-            .bind(f.offset as i64)
-            .fetch_all(&self.pool)
-            .await
-            .ctx("listing traffic")?;
-        Ok(Page { items: rows.iter().map(traffic_from_row).collect::<Result<_>>()?, total })
+        c.search(&["from_addr", "to_addrs", "cc_addrs", "subject"], f.query.as_deref());
+        c.range("at", f.since, f.until);
+        let listing =
+            Listing { select: "*", from: "traffic", order: "at DESC, id DESC", map: traffic_from_row, what: "listing traffic" };
+        c.page(&self.pool, listing, (f.limit, f.offset)).await
     }
 
     async fn purge_traffic(&self, before: Millis) -> Result<u64> {
@@ -969,35 +969,16 @@ impl Store for SqliteStore {
             Some(false) => c.push("i.consumed_at IS NULL", []),
             None => {}
         }
-        if let Some(q) = f.query.as_deref().filter(|q| !q.is_empty()) {
-            let p = like_pattern(q);
-            c.push(
-                "(i.from_addr LIKE ? ESCAPE '\\' OR i.to_addrs LIKE ? ESCAPE '\\' OR i.cc_addrs LIKE ? ESCAPE '\\' \
-                 OR i.subject LIKE ? ESCAPE '\\' OR i.message_id LIKE ? ESCAPE '\\')",
-                (0..5).map(|_| Bind::Text(p.clone())),
-            );
-        }
-        if let Some(s) = f.since {
-            c.push("i.received_at >= ?", [Bind::Int(s)]);
-        }
-        if let Some(u) = f.until {
-            c.push("i.received_at < ?", [Bind::Int(u)]);
-        }
-        let clause = c.clause();
-        let count_sql = format!("SELECT COUNT(*) FROM inbox i{clause}");
-        let total: i64 = c.bind(sqlx::query(&count_sql)).fetch_one(&self.pool).await.ctx("counting messages")?.get(0);
-        let sql = format!(
-            "SELECT {INBOX_COLUMNS} FROM inbox i JOIN accounts a ON a.id = i.account_id{clause} \
-             ORDER BY i.received_at DESC, i.id DESC LIMIT ? OFFSET ?"
-        );
-        let rows = c
-            .bind(sqlx::query(&sql))
-            .bind(i64::from(f.limit))
-            .bind(f.offset as i64)
-            .fetch_all(&self.pool)
-            .await
-            .ctx("listing messages")?;
-        Ok(Page { items: rows.iter().map(inbox_from_row).collect::<Result<_>>()?, total })
+        c.search(&["i.from_addr", "i.to_addrs", "i.cc_addrs", "i.subject", "i.message_id"], f.query.as_deref());
+        c.range("i.received_at", f.since, f.until);
+        let listing = Listing {
+            select: INBOX_COLUMNS,
+            from: "inbox i JOIN accounts a ON a.id = i.account_id",
+            order: "i.received_at DESC, i.id DESC",
+            map: inbox_from_row,
+            what: "listing messages",
+        };
+        c.page(&self.pool, listing, (f.limit, f.offset)).await
     }
 
     async fn get_inbox_message(&self, id: &str) -> Result<InboxMessage> {

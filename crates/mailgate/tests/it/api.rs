@@ -350,3 +350,33 @@ async fn healthcheck_reports_readiness_by_exit_code() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("no answer"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_filter_search_and_page() {
+    let app = TestApp::spawn().await;
+    let account = app.smtp_account(json!({"auth": "plain", "password": app.env.pass_sender})).await;
+    let rcpt = app.env.unique_address("list");
+    let mut ids = Vec::new();
+    for subject in ["Invoice 100% paid", "Invoice 1000 due", "Welcome aboard"] {
+        ids.push(app.submit(json!({"account": account["name"], "to": rcpt, "subject": subject, "text": "x"})).await);
+    }
+    for id in &ids {
+        app.wait_status(id, "sent", DEADLINE).await;
+    }
+    let (_, page) = app.get("/api/v1/mails?q=invoice").await;
+    assert_eq!(page["total"], 2, "case-insensitive substring: {page}");
+    let (_, page) = app.get("/api/v1/mails?q=100%25").await;
+    assert_eq!(page["total"], 1, "% is literal: {page}");
+    assert_eq!(page["items"][0]["subject"], "Invoice 100% paid");
+    let (_, page) = app.get("/api/v1/mails?limit=2&offset=2").await;
+    assert_eq!((page["total"].as_i64(), page["items"].as_array().map(Vec::len)), (Some(3), Some(1)), "{page}");
+    assert_eq!(page["items"][0]["id"], ids[0].as_str(), "newest first");
+    let (_, page) = app.get("/api/v1/mails?status=failed").await;
+    assert_eq!(page["total"], 0);
+    let (status, problem) = app.get("/api/v1/mails?status=lost&since=yesterday").await;
+    assert_eq!(status, 422, "{problem}");
+    let (_, traffic) = app.get("/api/v1/traffic?q=welcome&direction=out").await;
+    assert_eq!(traffic["total"], 1, "{traffic}");
+    let (_, traffic) = app.get("/api/v1/traffic?since=2999-01-01T00:00:00Z").await;
+    assert_eq!(traffic["total"], 0);
+}
