@@ -17,6 +17,7 @@
 
 pub mod certs;
 pub mod env;
+pub mod hostile;
 pub mod idp;
 pub mod mailbox;
 pub mod poll;
@@ -24,6 +25,7 @@ pub mod proxy;
 
 pub use certs::{TestCertificate, google_service_account_key, self_signed_certificate};
 pub use env::TestEnv;
+pub use hostile::{HostileServer, Misbehaviour};
 pub use idp::{Behaviour, ClientPatch, ClientSpec, FakeIdp, GoogleServiceAccountSpec, IdpAdmin, IdpStats, ROLE_IMAP, ROLE_SMTP, TenantSpec};
 pub use poll::eventually;
 pub use proxy::TcpProxy;

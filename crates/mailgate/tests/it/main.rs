@@ -6,5 +6,6 @@ mod check;
 mod credentials;
 mod crash;
 mod helpers;
+mod hostile;
 mod retrieve;
 mod send;
