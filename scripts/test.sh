@@ -32,4 +32,11 @@ trap servers_stop EXIT
 servers_start "$ROOT/target/debug/mailgate-fake-idp"
 
 log "running tests"
-MAILGATE_TEST_ENV="$RUN_DIR/env" cargo nextest run --workspace --no-fail-fast "$@"
+LOG_DIR="$ROOT/target/test-logs"
+rm -rf "$LOG_DIR"
+mkdir -p "$LOG_DIR"
+MAILGATE_TEST_ENV="$RUN_DIR/env" MAILGATE_TEST_LOG_DIR="$LOG_DIR" cargo nextest run --workspace --no-fail-fast "$@"
+# No secret any test used may appear in any log of the run (only meaningful for a full run).
+if (($# == 0)); then
+    scripts/check-secrets.sh "$LOG_DIR"
+fi

@@ -41,7 +41,7 @@ fn start_with_env(dir: &std::path::Path, port: u16, node: &str, env_vars: &[(&st
         .args(["--config", file.to_str().expect("path"), "serve"])
         .envs(env_vars.iter().copied())
         .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join(format!("serve-{}.log", uuid::Uuid::new_v4().simple()))).expect("log"))
+        .stderr(std::fs::File::create(crate::helpers::log_dir().unwrap_or_else(|| dir.to_path_buf()).join(format!("serve-{}.log", uuid::Uuid::new_v4().simple()))).expect("log"))
         .spawn()
         .expect("spawn mailgate");
     Server { child, base: format!("http://127.0.0.1:{port}") }
@@ -81,6 +81,7 @@ async fn kill_9_with_mails_queued_and_in_flight_then_restart_delivers_every_mail
         let store = mailgate::app::open_store(&config).await.expect("store");
         mailgate_web::service::api_keys::create(store.as_ref(), "crash", true).await.expect("key").1
     };
+    crate::helpers::record_secret(&key);
     let port = free_port();
     let http = reqwest::Client::builder().no_proxy().build().expect("client");
     let mut server = start(&dir.0, port, "crash-node");

@@ -39,6 +39,8 @@ async fn certificate_client(app: &TestApp, name: &str, tenant: &str, client_id: 
 async fn a_certificate_credential_sends_and_retrieves_mail() {
     let app = TestApp::spawn().await;
     let cert = mailgate_testkit::self_signed_certificate("mailgate test app", 365).expect("certificate");
+    // A line from the middle of the private key stands for the whole key.
+    crate::helpers::record_secret(cert.key_pem.lines().nth(3).unwrap_or(""));
     let (tenant, client_id) = register_certificate_client(&app, &cert.cert_pem).await;
     let (status, client) = certificate_client(&app, "cert", &tenant, &client_id, &cert.cert_pem, &cert.key_pem, json!({"signing_alg": "PS256"})).await;
     assert_eq!(status, 201, "{client}");
@@ -127,6 +129,8 @@ async fn a_google_service_account_acts_as_each_mailbox_with_its_own_token() {
     let email = format!("mailgate-{}@project.iam.gserviceaccount.example", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let token_url = format!("{}/google/token", app.env.idp_url);
     let (key_json, spec) = mailgate_testkit::google_service_account_key(&email, &token_url, &app.env.domain).expect("key");
+    let key_line: String = serde_json::from_str::<Value>(&key_json).ok().and_then(|k| k["private_key"].as_str().map(str::to_string)).unwrap_or_default();
+    crate::helpers::record_secret(key_line.lines().nth(3).unwrap_or(""));
     app.env.idp.register_google_service_account(spec).await.expect("register");
     let (status, client) = app
         .post("/api/v1/oauth-clients", json!({"name": "google", "template": "google", "service_account_json": key_json, "token_url": token_url}))

@@ -15,9 +15,33 @@ static LOGS: Mutex<Vec<u8>> = Mutex::new(Vec::new());
 
 struct LogWriter;
 
+/// Where scripts/test.sh collects every test process's logs and the secrets the tests used,
+/// to check after the run that no secret reached any log.
+pub fn log_dir() -> Option<PathBuf> {
+    std::env::var_os("MAILGATE_TEST_LOG_DIR").map(PathBuf::from)
+}
+
+fn append(file: &str, bytes: &[u8]) {
+    if let Some(dir) = log_dir() {
+        use std::io::Write as _;
+        let _ = std::fs::create_dir_all(&dir);
+        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(dir.join(file)) {
+            let _ = f.write_all(bytes);
+        }
+    }
+}
+
+/// Remembers a secret the test used, for the suite-wide check that logs never contain one.
+pub fn record_secret(secret: &str) {
+    if !secret.is_empty() {
+        append(&format!("secrets-{}.txt", std::process::id()), format!("{secret}\n").as_bytes());
+    }
+}
+
 impl std::io::Write for LogWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         LOGS.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(buf);
+        append(&format!("test-{}.log", std::process::id()), buf);
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -112,6 +136,10 @@ impl TestApp {
         change(&mut config);
         let store = open_store(&config).await.expect("open store");
         let (_, key) = mailgate_web::service::api_keys::create(store.as_ref(), "test admin", true).await.expect("create key");
+        record_secret(&key);
+        for secret in [&env.pass_sender, &env.pass_reader] {
+            record_secret(secret);
+        }
         let app = RunningApp::start(&config).await.expect("start mailgate");
         let base = format!("http://{}", app.addr);
         let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(60)).build().expect("http client");
@@ -171,6 +199,7 @@ impl TestApp {
         let tenant = uuid::Uuid::new_v4().to_string();
         let client_id = uuid::Uuid::new_v4().to_string();
         let secret = format!("Xy8Q~{}", uuid::Uuid::new_v4().simple());
+        record_secret(&secret);
         self.env
             .idp
             .register_tenant(TenantSpec::new(tenant.clone(), self.env.domain.clone()))
