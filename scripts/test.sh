@@ -6,7 +6,8 @@
 #   scripts/test.sh                 everything
 #   scripts/test.sh -E 'test(send)' extra arguments go to `cargo nextest run`
 #
-# Environment: MG_TEST_PORT_BASE (default 24000) moves every test port; MG_SKIP_CLIPPY=1 skips clippy.
+# Environment: MG_TEST_PORT_BASE (default 24000) moves every test port; MG_SKIP_CLIPPY=1 skips clippy;
+# MG_SKIP_PACKAGE=1 skips building and checking the Debian package (scripts/package-test.sh).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -39,4 +40,8 @@ MAILGATE_TEST_ENV="$RUN_DIR/env" MAILGATE_TEST_LOG_DIR="$LOG_DIR" cargo nextest 
 # No secret any test used may appear in any log of the run (only meaningful for a full run).
 if (($# == 0)); then
     scripts/check-secrets.sh "$LOG_DIR"
+    if [[ -z ${MG_SKIP_PACKAGE:-} ]]; then
+        log "Debian package"
+        scripts/package-test.sh
+    fi
 fi
