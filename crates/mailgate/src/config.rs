@@ -193,64 +193,104 @@ impl Config {
     }
 }
 
+/// One setting's documentation. The defaults come from `Config::default()`, the environment
+/// name from the key, so `default-config` and docs/configuration.md cannot drift from the code.
+pub struct SettingDoc {
+    pub key: &'static str,
+    pub help: &'static str,
+}
+
+/// Every setting, in the order the example shows them (tests check that none is missing).
+pub const SETTINGS: &[SettingDoc] = &[
+    SettingDoc { key: "listen", help: "HTTP (API and UI) listen address. Flag --listen." },
+    SettingDoc { key: "data_dir", help: "Holds the SQLite database and the master key. Flag --data-dir." },
+    SettingDoc { key: "database_url", help: "Empty: sqlite://<data_dir>/mailgate.db. Flag --database-url." },
+    SettingDoc { key: "extra_ca_file", help: "PEM bundle of extra CAs trusted for SMTP, IMAP and token endpoints. Flag --extra-ca-file." },
+    SettingDoc {
+        key: "master_key",
+        help: "Base64 of 32 random bytes encrypting stored secrets; unset: <data_dir>/master.key, created on first start (mode 0600). Back it up with the database.",
+    },
+    SettingDoc {
+        key: "node_id",
+        help: "This node's name in leases and logs (default: the host name). Unique among running nodes and stable across restarts: mails a killed run held are taken back at start.",
+    },
+    SettingDoc { key: "log_format", help: "auto (text on a terminal, JSON otherwise), text or json." },
+    SettingDoc { key: "log_level", help: "A tracing filter, e.g. \"info\" or \"mailgate_smtp=debug,info\"." },
+    SettingDoc { key: "limits.max_message_bytes", help: "Largest message accepted (bytes, after MIME encoding); larger retrieved messages stay on the server." },
+    SettingDoc { key: "limits.max_attachments", help: "Most attachments a submitted mail may have." },
+    SettingDoc { key: "limits.max_recipients", help: "Most recipients (to + cc + bcc) a submitted mail may have." },
+    SettingDoc { key: "spool.workers", help: "Parallel sending workers (each holds at most one SMTP session)." },
+    SettingDoc { key: "spool.batch_size", help: "Mails one worker claims at a time (all of one account)." },
+    SettingDoc { key: "spool.lease_secs", help: "How long a claim holds before another worker may take the mail over." },
+    SettingDoc { key: "spool.poll_interval_secs", help: "Longest sleep of an idle worker (new mails wake workers at once)." },
+    SettingDoc { key: "spool.retry_base_secs", help: "First backoff after a temporary failure; it doubles per attempt, with jitter." },
+    SettingDoc { key: "spool.retry_max_secs", help: "Longest backoff." },
+    SettingDoc { key: "spool.max_attempts", help: "A mail fails after this many attempts…" },
+    SettingDoc { key: "spool.max_age_hours", help: "…or at this age." },
+    SettingDoc { key: "spool.idle_session_secs", help: "Keep an idle SMTP session this long for the next mail of the same account." },
+    SettingDoc { key: "spool.helo_name", help: "Name sent with EHLO (default: the system's host name)." },
+    SettingDoc { key: "spool.connect_timeout_secs", help: "TCP connect timeout (also the diagnosis' per-step timeout)." },
+    SettingDoc { key: "spool.command_timeout_secs", help: "Timeout of each SMTP command; IMAP steps get twice this (at least 10 s)." },
+    SettingDoc { key: "spool.data_timeout_secs", help: "Timeout for sending a message's content and its final reply." },
+    SettingDoc { key: "oauth.renew_margin_secs", help: "Renew access tokens this long before they expire (Microsoft's SMTP needs >= 600)." },
+    SettingDoc { key: "oauth.request_timeout_secs", help: "Timeout of a token request." },
+];
+
+/// `MAILGATE_SPOOL__WORKERS` for `spool.workers`.
+pub fn env_name(key: &str) -> String {
+    format!("MAILGATE_{}", key.replace('.', "__").to_ascii_uppercase())
+}
+
+/// The default value of `key` as TOML, or `None` when it has no default.
+fn default_toml(key: &str) -> Option<String> {
+    let mut value = serde_json::to_value(Config::default()).ok()?;
+    for part in key.split('.') {
+        value = value.get(part)?.clone();
+    }
+    match value {
+        serde_json::Value::Null => None,
+        serde_json::Value::String(s) => Some(toml::Value::String(s).to_string()),
+        other => Some(other.to_string()),
+    }
+}
+
 /// A commented example configuration with every setting at its default.
-pub const DEFAULT_CONFIG: &str = r#"# mailgate configuration. Every key is optional; shown are the defaults.
-# Precedence: defaults < this file (mailgate.toml, or --config) < MAILGATE_* environment < flags.
-# Environment names: MAILGATE_<KEY>, nested with a double underscore (MAILGATE_SPOOL__WORKERS).
+pub fn default_config() -> String {
+    let mut out = String::from(
+        "# mailgate configuration. Every key is optional; shown are the defaults.\n\
+         # Precedence: defaults < this file (mailgate.toml, or --config) < MAILGATE_* environment < flags.\n\
+         # Environment names: MAILGATE_<KEY>, nested with a double underscore (MAILGATE_SPOOL__WORKERS).\n",
+    );
+    let mut section = "";
+    for s in SETTINGS {
+        let (table, name) = s.key.split_once('.').unwrap_or(("", s.key));
+        if table != section {
+            out.push_str(&format!("\n[{table}]\n"));
+            section = table;
+        }
+        out.push_str(&format!("\n# {}\n# {}\n", s.help, env_name(s.key)));
+        match default_toml(s.key) {
+            Some(v) => out.push_str(&format!("{name} = {v}\n")),
+            None => out.push_str(&format!("# {name} = \"\"\n")),
+        }
+    }
+    out
+}
 
-# HTTP (API and UI) listen address.                          MAILGATE_LISTEN / --listen
-listen = "127.0.0.1:8080"
-# Holds the SQLite database and the master key.              MAILGATE_DATA_DIR / --data-dir
-data_dir = "./data"
-# Empty: sqlite://<data_dir>/mailgate.db.                    MAILGATE_DATABASE_URL / --database-url
-database_url = ""
-# PEM bundle of extra CAs for SMTP, IMAP and token endpoints. MAILGATE_EXTRA_CA_FILE / --extra-ca-file
-# extra_ca_file = "/etc/mailgate/ca.pem"
-# Base64 of 32 random bytes encrypting stored secrets; when unset, <data_dir>/master.key
-# (created on first start, mode 0600). Back it up with the database.   MAILGATE_MASTER_KEY
-# master_key = ""
-# This node's name in leases and logs (default: the host name). Must be unique among running
-# nodes and stay the same across restarts (mails a killed run held are taken back at start).  MAILGATE_NODE_ID
-# node_id = "mail-1"
-# auto (text on a terminal, JSON otherwise), text or json.   MAILGATE_LOG_FORMAT
-log_format = "auto"
-# A tracing filter, e.g. "info" or "mailgate_smtp=debug,info".   MAILGATE_LOG_LEVEL
-log_level = "info"
-
-[limits]
-# Largest message accepted (bytes, after MIME encoding).     MAILGATE_LIMITS__MAX_MESSAGE_BYTES
-max_message_bytes = 26214400
-max_attachments = 100
-max_recipients = 100
-
-[spool]
-# Parallel sending workers (each holds at most one SMTP session).
-workers = 8
-# Mails one worker claims at a time (all of one account).
-batch_size = 50
-# How long a claim holds before another worker may take the mail over.
-lease_secs = 300
-# Longest sleep of an idle worker (new mails wake workers at once).
-poll_interval_secs = 5
-# Backoff after a temporary failure: base, 2x, 4x, ... up to the maximum, with jitter.
-retry_base_secs = 30
-retry_max_secs = 3600
-# A mail fails after this many attempts or this age.
-max_attempts = 10
-max_age_hours = 72
-# Keep an idle SMTP session this long for the next mail of the same account.
-idle_session_secs = 30
-# Name sent with EHLO (default: the system's host name).
-# helo_name = "mailgate.example.com"
-connect_timeout_secs = 10
-command_timeout_secs = 30
-data_timeout_secs = 120
-
-[oauth]
-# Renew access tokens this long before they expire (Microsoft's SMTP needs >= 600).
-renew_margin_secs = 600
-request_timeout_secs = 30
-"#;
+/// docs/configuration.md (a test keeps the committed file equal to this).
+pub fn reference_markdown() -> String {
+    let mut out = String::from(
+        "# Configuration reference\n\n\
+         Generated from the settings type (`crates/mailgate/src/config.rs`); `mailgate default-config` prints\n\
+         the same as a commented `mailgate.toml`. Precedence: defaults < `mailgate.toml` (or `--config FILE`)\n\
+         < environment < flags.\n\n| setting | environment | default | meaning |\n|---|---|---|---|\n",
+    );
+    for s in SETTINGS {
+        let default = default_toml(s.key).unwrap_or_else(|| "(unset)".into());
+        out.push_str(&format!("| `{}` | `{}` | `{}` | {} |\n", s.key, env_name(s.key), default.replace('|', "\\|"), s.help.replace('|', "\\|")));
+    }
+    out
+}
 
 #[cfg(test)]
 mod tests {
@@ -258,7 +298,24 @@ mod tests {
 
     #[test]
     fn default_config_text_matches_the_defaults() {
-        let parsed: Config = toml::from_str(DEFAULT_CONFIG).expect("DEFAULT_CONFIG parses");
+        let parsed: Config = toml::from_str(&default_config()).expect("default-config parses");
         assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn every_setting_is_documented_and_every_documented_key_exists() {
+        let mut keys = Config::known_keys();
+        keys.sort();
+        keys.dedup();
+        let mut documented: Vec<String> = SETTINGS.iter().map(|s| s.key.to_string()).collect();
+        documented.sort();
+        assert_eq!(keys, documented);
+    }
+
+    #[test]
+    fn the_committed_configuration_reference_is_current() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/configuration.md");
+        let committed = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(committed == reference_markdown(), "docs/configuration.md is stale: run `mailgate config-reference > docs/configuration.md`");
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use mailgate::app::{RunningApp, open_store};
-use mailgate::config::{Config, DEFAULT_CONFIG, Overrides};
+use mailgate::config::{Config, Overrides, default_config, reference_markdown};
 
 #[derive(Parser)]
 #[command(name = "mailgate", version, about = "A self-hosted mail gateway for applications (Microsoft 365, Google, any SMTP/IMAP server)")]
@@ -49,6 +49,8 @@ enum Command {
     Migrate(ServerArgs),
     /// Print a commented example configuration.
     DefaultConfig,
+    /// Print the configuration reference (Markdown, as in docs/configuration.md).
+    ConfigReference,
     /// Manage API keys.
     #[command(subcommand)]
     ApiKey(ApiKeyCommand),
@@ -133,8 +135,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("database {} is up to date", redact_url(&config.database_url()));
             Ok(ExitCode::SUCCESS)
         }
+        Command::ConfigReference => {
+            print!("{}", reference_markdown());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::DefaultConfig => {
-            print!("{DEFAULT_CONFIG}");
+            print!("{}", default_config());
             Ok(ExitCode::SUCCESS)
         }
         Command::ApiKey(cmd) => {
