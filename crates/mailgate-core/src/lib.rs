@@ -11,6 +11,7 @@
 //! - [`validation`]: per-field validation errors.
 
 pub mod address;
+pub mod metrics;
 pub mod model;
 pub mod submission;
 pub mod template;

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::TryStreamExt as _;
 use mailgate_core::model::{Account, AfterRetrieval, AttachmentSummary, AuthMethod, OversizeMessage, Protocol, RetrievalState};
+use mailgate_core::metrics::{self, Metrics};
 use mailgate_core::{Millis, new_id, now_millis};
 use mailgate_oauth::TokenCache;
 use mailgate_oauth::account::{self as login, Login};
@@ -71,6 +72,7 @@ pub struct Retriever {
     tls: Arc<rustls::ClientConfig>,
     config: RetrieverConfig,
     wakers: Mutex<HashMap<String, Arc<Notify>>>,
+    metrics: Arc<Metrics>,
 }
 
 struct AccountTask {
@@ -98,8 +100,9 @@ impl Retriever {
         tokens: Arc<TokenCache>,
         tls: Arc<rustls::ClientConfig>,
         config: RetrieverConfig,
+        metrics: Arc<Metrics>,
     ) -> Arc<Retriever> {
-        Arc::new(Retriever { store, vault, tokens, tls, config, wakers: Mutex::new(HashMap::new()) })
+        Arc::new(Retriever { store, vault, tokens, tls, config, wakers: Mutex::new(HashMap::new()), metrics })
     }
 
     fn waker(&self, account_id: &str) -> Arc<Notify> {
@@ -355,7 +358,14 @@ impl Retriever {
         for fetch in &fetches {
             let (Some(uid), Some(raw)) = (fetch.uid, fetch.body()) else { continue };
             let stored = self.store_message(account, uidvalidity, uid, raw).await?;
-            if stored { report.stored += 1 } else { report.duplicates += 1 }
+            if stored {
+                report.stored += 1;
+                let labels = [("account", account.name.as_str())];
+                self.metrics.inc(metrics::MESSAGES_RETRIEVED, &labels);
+                self.metrics.add(metrics::BYTES_RETRIEVED, &labels, raw.len() as u64);
+            } else {
+                report.duplicates += 1;
+            }
             done.push(uid);
         }
         drop(fetches);

@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use mailgate_core::metrics::{self, Metrics};
 use mailgate_core::model::{Account, AttemptOutcome, AuthMethod, Mail, MailStatus};
 use mailgate_core::{Millis, now_millis};
 use mailgate_oauth::TokenCache;
@@ -90,6 +91,7 @@ pub struct Spool {
     pool: SessionPool,
     node_id: String,
     health_written: Mutex<HashMap<String, (Instant, bool)>>,
+    metrics: Arc<Metrics>,
 }
 
 impl Spool {
@@ -100,6 +102,7 @@ impl Spool {
         tls: Arc<rustls::ClientConfig>,
         config: SpoolConfig,
         node_id: String,
+        metrics: Arc<Metrics>,
     ) -> Arc<Spool> {
         let pool = SessionPool::new(config.idle_session_ttl);
         Arc::new(Spool {
@@ -112,6 +115,7 @@ impl Spool {
             pool,
             node_id,
             health_written: Mutex::new(HashMap::new()),
+            metrics,
         })
     }
 
@@ -265,11 +269,16 @@ impl Spool {
             }
             self.note_health(account, result.as_ref().err()).await;
             let mut records = vec![self.record(mail, result.as_ref(), elapsed)];
+            self.count(account, mail, &records[0]);
             attempted += 1;
             if let (true, Err(f)) = (open_failed, &result) {
                 // The server is unreachable or refused the login: the rest of the batch would
                 // only repeat the same failure; record it for them without hammering the server.
-                records.extend(mails[i + 1..].iter().map(|rest| self.record(rest, Err(f), 0)));
+                for rest in &mails[i + 1..] {
+                    let record = self.record(rest, Err(f), 0);
+                    self.count(account, rest, &record);
+                    records.push(record);
+                }
                 attempted = mails.len();
             }
             if let Err(e) = self.store.finish_attempts(owner, &records).await {
@@ -288,6 +297,26 @@ impl Spool {
         Ok(attempted)
     }
 
+    /// Counts an attempt's outcome (and the latency of a sent mail).
+    fn count(&self, account: &Account, mail: &Mail, record: &AttemptRecord) {
+        let labels = [("account", account.name.as_str())];
+        match (record.new_status, record.outcome) {
+            (MailStatus::Sent, _) => {
+                self.metrics.inc(metrics::MAILS_SENT, &labels);
+                let seconds = (record.at - mail.created_at).max(0) as f64 / 1000.0;
+                self.metrics.observe(metrics::SEND_LATENCY, &[], seconds);
+            }
+            (MailStatus::Failed, outcome) => {
+                self.metrics.inc(metrics::MAILS_FAILED, &labels);
+                self.metrics.inc(metrics::SMTP_ERRORS, &[("account", account.name.as_str()), ("class", outcome.as_str())]);
+            }
+            (_, outcome) => {
+                self.metrics.inc(metrics::MAILS_RETRIED, &labels);
+                self.metrics.inc(metrics::SMTP_ERRORS, &[("account", account.name.as_str()), ("class", outcome.as_str())]);
+            }
+        }
+    }
+
     /// Connects and authenticates a new session for `account`.
     async fn open_session(&self, account: &Account) -> Result<SmtpSession, Failure> {
         let oauth = account.auth == AuthMethod::Xoauth2;
@@ -301,6 +330,7 @@ impl Spool {
         )
         .await
         .map_err(|e| Failure::from_smtp(&e, oauth))?;
+        self.metrics.inc(metrics::SMTP_SESSIONS, &[("account", account.name.as_str())]);
         let credentials = self.credentials(account, false).await?;
         match session.authenticate(&credentials).await {
             Ok(()) => Ok(session),

@@ -23,7 +23,7 @@ pub use state::AppState;
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
     api::routes(state.clone())
-        .layer(axum::middleware::from_fn(request_log::log_requests))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), request_log::log_requests))
         .with_state(state)
 }
 

@@ -3,13 +3,15 @@
 
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument as _;
 
-pub async fn log_requests(request: Request, next: Next) -> Response {
+use crate::state::AppState;
+
+pub async fn log_requests(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let id = uuid::Uuid::new_v4().simple().to_string()[..16].to_string();
     let method = request.method().clone();
     let route = request
@@ -21,6 +23,11 @@ pub async fn log_requests(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let mut response = next.run(request).instrument(span.clone()).await;
     let status = response.status().as_u16();
+    let status_text = status.to_string();
+    state.metrics.inc(
+        mailgate_core::metrics::HTTP_REQUESTS,
+        &[("route", route.as_str()), ("method", method.as_str()), ("status", status_text.as_str())],
+    );
     span.in_scope(|| {
         let ms = started.elapsed().as_secs_f64() * 1000.0;
         if status >= 500 {

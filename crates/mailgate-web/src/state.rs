@@ -19,6 +19,9 @@ pub struct AppState {
     pub spool: Arc<Spool>,
     pub retriever: Arc<Retriever>,
     pub checker: Arc<Checker>,
+    pub metrics: Arc<mailgate_core::metrics::Metrics>,
+    /// Bearer token `/metrics` requires, when configured.
+    pub metrics_token: Option<Arc<str>>,
     pub limits: Limits,
     /// Set once the workers run; cleared when shutting down.
     pub workers_running: Arc<AtomicBool>,

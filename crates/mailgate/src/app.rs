@@ -114,13 +114,15 @@ impl RunningApp {
         if released > 0 {
             tracing::warn!(mails = released, node = %node_id, "took back mails an earlier run of this node held when it stopped; they are sent again");
         }
-        let spool = Spool::new(store.clone(), vault.clone(), tokens.clone(), tls.clone(), spool_config, node_id.clone());
+        let metrics = Arc::new(mailgate_core::metrics::Metrics::default());
+        let spool =
+            Spool::new(store.clone(), vault.clone(), tokens.clone(), tls.clone(), spool_config, node_id.clone(), metrics.clone());
         let retriever_config = RetrieverConfig {
             max_message_bytes: config.limits.max_message_bytes as u64,
             timeout: Duration::from_secs(s.command_timeout_secs.max(5) * 2),
             ..RetrieverConfig::default()
         };
-        let retriever = Retriever::new(store.clone(), vault.clone(), tokens.clone(), tls, retriever_config);
+        let retriever = Retriever::new(store.clone(), vault.clone(), tokens.clone(), tls, retriever_config, metrics.clone());
         let (shutdown, shutdown_rx) = watch::channel(false);
         let workers_running = Arc::new(AtomicBool::new(false));
         let state = AppState {
@@ -130,6 +132,8 @@ impl RunningApp {
             spool: spool.clone(),
             retriever: retriever.clone(),
             checker,
+            metrics,
+            metrics_token: config.metrics_token.clone().filter(|t| !t.is_empty()).map(Arc::from),
             limits: mailgate_core::submission::Limits {
                 max_message_bytes: config.limits.max_message_bytes,
                 max_attachments: config.limits.max_attachments,

@@ -29,6 +29,8 @@ pub struct Config {
     pub log_format: String,
     /// A tracing filter such as `info` or `mailgate=debug,info`.
     pub log_level: String,
+    /// When set, `/metrics` requires `Authorization: Bearer <this token>`.
+    pub metrics_token: Option<String>,
     pub limits: Limits,
     pub spool: Spool,
     pub oauth: OAuth,
@@ -80,6 +82,7 @@ impl Default for Config {
             node_id: None,
             log_format: "auto".into(),
             log_level: "info".into(),
+            metrics_token: None,
             limits: Limits::default(),
             spool: Spool::default(),
             oauth: OAuth::default(),
@@ -177,7 +180,7 @@ impl Config {
                 }
             }
         }
-        for optional in ["extra_ca_file", "master_key", "node_id", "spool.helo_name"] {
+        for optional in ["extra_ca_file", "master_key", "node_id", "metrics_token", "spool.helo_name"] {
             keys.push(optional.to_string());
         }
         keys
@@ -215,6 +218,7 @@ pub const SETTINGS: &[SettingDoc] = &[
         help: "This node's name in leases and logs (default: the host name). Unique among running nodes and stable across restarts: mails a killed run held are taken back at start.",
     },
     SettingDoc { key: "log_format", help: "auto (text on a terminal, JSON otherwise), text or json." },
+    SettingDoc { key: "metrics_token", help: "When set, /metrics requires 'Authorization: Bearer <token>' (otherwise it is open: keep the listen address private)." },
     SettingDoc { key: "log_level", help: "A tracing filter, e.g. \"info\" or \"mailgate_smtp=debug,info\"." },
     SettingDoc { key: "limits.max_message_bytes", help: "Largest message accepted (bytes, after MIME encoding); larger retrieved messages stay on the server." },
     SettingDoc { key: "limits.max_attachments", help: "Most attachments a submitted mail may have." },

@@ -16,7 +16,16 @@ fn label(value: &str) -> String {
     value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
-pub async fn metrics(State(state): State<AppState>) -> ApiResult<Response> {
+pub async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) -> ApiResult<Response> {
+    if let Some(expected) = &state.metrics_token {
+        let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+        // Comparing digests keeps the comparison's timing independent of the token.
+        let digest = |v: &str| ring::digest::digest(&ring::digest::SHA256, v.as_bytes()).as_ref().to_vec();
+        let matches = given.is_some_and(|g| digest(g) == digest(expected));
+        if !matches {
+            return Err(crate::error::ApiError::Unauthorized);
+        }
+    }
     let mut out = String::new();
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     out.push_str("# HELP mailgate_oauth_credential_expiry_seconds Seconds until the OAuth client's credential expires (negative: expired).\n");
@@ -47,5 +56,6 @@ pub async fn metrics(State(state): State<AppState>) -> ApiResult<Response> {
     let _ = writeln!(out, "mailgate_token_requests_total {}", stats.requests.load(Ordering::Relaxed));
     out.push_str("# HELP mailgate_token_request_failures_total Token requests that failed.\n# TYPE mailgate_token_request_failures_total counter\n");
     let _ = writeln!(out, "mailgate_token_request_failures_total {}", stats.failures.load(Ordering::Relaxed));
+    state.metrics.render(&mut out);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out).into_response())
 }

@@ -105,6 +105,7 @@ pub async fn submit(
     let accepted = match state.store.insert_mail(&new).await? {
         Inserted::Created(mail) => {
             tracing::info!(mail_id = %mail.id, account = %account.name, size = mail.size, "mail accepted");
+            state.metrics.inc(mailgate_core::metrics::MAILS_SUBMITTED, &[("account", account.name.as_str())]);
             state.spool.wake();
             Accepted { mail, replayed: false }
         }

@@ -343,6 +343,8 @@ async fn healthcheck_reports_readiness_by_exit_code() {
     };
     let out = run(&app.base);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let metrics = app.http.get(format!("{}/metrics", app.base)).send().await.expect("metrics");
+    assert_eq!(metrics.status(), 200, "open when no metrics token is configured");
     let (_, ready) = app.get("/readyz").await;
     assert_eq!(ready, json!({"ready": true, "database": true, "workers": true}));
     let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
@@ -379,4 +381,16 @@ async fn lists_filter_search_and_page() {
     assert_eq!(traffic["total"], 1, "{traffic}");
     let (_, traffic) = app.get("/api/v1/traffic?since=2999-01-01T00:00:00Z").await;
     assert_eq!(traffic["total"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_metrics_token_protects_metrics() {
+    let app = TestApp::spawn_with(|c| c.metrics_token = Some("scrape-token-123456".into())).await;
+    crate::helpers::record_secret("scrape-token-123456");
+    let url = format!("{}/metrics", app.base);
+    assert_eq!(app.http.get(&url).send().await.expect("get").status(), 401);
+    assert_eq!(app.http.get(&url).bearer_auth("wrong").send().await.expect("get").status(), 401);
+    let ok = app.http.get(&url).bearer_auth("scrape-token-123456").send().await.expect("get");
+    assert_eq!(ok.status(), 200);
+    assert!(ok.text().await.expect("text").contains("mailgate_spool_mails"));
 }

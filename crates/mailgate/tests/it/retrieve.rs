@@ -148,6 +148,9 @@ async fn a_thousand_messages_are_retrieved_once_each() {
     let subjects: HashSet<&str> = items.iter().filter_map(|i| i["subject"].as_str()).collect();
     assert_eq!((items.len(), subjects.len()), (1000, 1000), "each message stored exactly once");
     assert_eq!(app.env.folder_count(&user, "INBOX").expect("count"), 0);
+    let metrics = app.http.get(format!("{}/metrics", app.base)).send().await.expect("metrics").text().await.expect("text");
+    let expected = format!("mailgate_messages_retrieved_total{{account=\"{}\"}} 1000", account["name"].as_str().unwrap_or(""));
+    assert!(metrics.lines().any(|l| l == expected), "missing '{expected}' in\n{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

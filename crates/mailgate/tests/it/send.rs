@@ -71,6 +71,21 @@ async fn a_hundred_xoauth2_mails_arrive_intact_with_one_token_request() {
     assert_eq!(stats.token_requests, 1, "one token serves every mail");
     let (_, traffic) = app.get("/api/v1/traffic?direction=out&limit=1000").await;
     assert_eq!(traffic["total"], 100);
+
+    // The counters moved by exactly the right amounts.
+    let metrics = app.http.get(format!("{}/metrics", app.base)).send().await.expect("metrics").text().await.expect("text");
+    let name = account["name"].as_str().unwrap_or("");
+    for expected in [
+        format!("mailgate_mails_submitted_total{{account=\"{name}\"}} 100"),
+        format!("mailgate_mails_sent_total{{account=\"{name}\"}} 100"),
+        "mailgate_send_latency_seconds_count 100".to_string(),
+        "mailgate_http_requests_total{route=\"/api/v1/mails\",method=\"POST\",status=\"202\"} 100".to_string(),
+        "mailgate_token_requests_total 1".to_string(),
+    ] {
+        assert!(metrics.lines().any(|l| l == expected), "missing '{expected}' in\n{metrics}");
+    }
+    assert!(!metrics.contains(&rcpt), "no addresses in metric labels");
+    assert!(!metrics.contains("mailgate_mails_failed_total{"), "nothing failed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
