@@ -61,11 +61,8 @@ impl SessionPool {
 
     /// Waits for a permit of `account`, then hands out a fresh idle session if there is one.
     pub async fn checkout(&self, account: &Account) -> Checkout {
-        let permit = match self.permits(account).acquire_owned().await {
-            Ok(p) => p,
-            // The semaphore is never closed; fall back to a fresh, unlimited one.
-            Err(_) => Arc::new(Semaphore::new(1)).try_acquire_owned().expect("a new semaphore has a permit"),
-        };
+        // Our semaphores are never closed, so acquiring cannot fail.
+        let permit = self.permits(account).acquire_owned().await.expect("pool semaphores are never closed");
         let mut stale = Vec::new();
         let session = {
             let mut accounts = self.accounts.lock().unwrap_or_else(|p| p.into_inner());

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use common::start_mailgate;
-use mailgate_testkit::{ClientSpec, ROLE_IMAP, TenantSpec, TestEnv};
+use mailgate_testkit::{ROLE_IMAP, TestEnv};
 use serde_json::json;
 
 /// 2 000 messages: 70 % of 2 KB, 25 % of 20 KB, 5 % of 200 KB (bodies in base64 lines).
@@ -48,18 +48,7 @@ async fn main() {
     std::fs::create_dir_all(&dir).expect("dir");
     let mg = start_mailgate(&env, &dir).await;
 
-    let tenant = uuid::Uuid::new_v4().to_string();
-    let client_id = uuid::Uuid::new_v4().to_string();
-    env.idp.register_tenant(TenantSpec::new(tenant.clone(), env.domain.clone())).await.expect("tenant");
-    let mut spec = ClientSpec::new(tenant.clone(), client_id.clone(), "bench-secret".to_string());
-    spec.roles = vec![ROLE_IMAP.into()];
-    env.idp.register_client(spec).await.expect("client");
-    mg.post(
-        "/api/v1/oauth-clients",
-        json!({"name": "bench", "tenant": tenant, "client_id": client_id, "client_secret": "bench-secret",
-               "token_url": format!("{}/{{tenant}}/oauth2/v2.0/token", env.idp_url)}),
-    )
-    .await;
+    mg.oauth_client(&env, ROLE_IMAP).await;
 
     // 1. XOAUTH2 over implicit TLS, a fresh mailbox.
     let user = env.unique_address("bench-imap");

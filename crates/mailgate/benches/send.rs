@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use common::{Mailgate, env_file_values, start_mailgate, wait_port};
 
-use mailgate_testkit::{ClientSpec, ROLE_SMTP, TenantSpec, TestEnv, eventually};
+use mailgate_testkit::{ROLE_SMTP, TestEnv, eventually};
 use serde_json::json;
 
 struct RunResult {
@@ -137,18 +137,7 @@ async fn main() {
     std::fs::create_dir_all(&dir).expect("dir");
     let mg = Arc::new(start_mailgate(&env, &dir).await);
 
-    let tenant = uuid::Uuid::new_v4().to_string();
-    let client_id = uuid::Uuid::new_v4().to_string();
-    env.idp.register_tenant(TenantSpec::new(tenant.clone(), env.domain.clone())).await.expect("tenant");
-    let mut spec = ClientSpec::new(tenant.clone(), client_id.clone(), "bench-secret".to_string());
-    spec.roles = vec![ROLE_SMTP.into()];
-    env.idp.register_client(spec).await.expect("client");
-    mg.post(
-        "/api/v1/oauth-clients",
-        json!({"name": "bench", "tenant": tenant, "client_id": client_id, "client_secret": "bench-secret",
-               "token_url": format!("{}/{{tenant}}/oauth2/v2.0/token", env.idp_url)}),
-    )
-    .await;
+    let client_id = mg.oauth_client(&env, ROLE_SMTP).await;
     mg.post(
         "/api/v1/accounts",
         json!({"name": "xoauth2", "protocol": "smtp", "auth": "xoauth2", "oauth_client": "bench", "username": env.user_sender,

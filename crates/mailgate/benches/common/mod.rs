@@ -7,8 +7,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use mailgate_testkit::TestEnv;
-use serde_json::Value;
+use mailgate_testkit::{ClientSpec, TenantSpec, TestEnv};
+use serde_json::{Value, json};
 
 pub struct Mailgate {
     pub child: Child,
@@ -77,6 +77,24 @@ impl Mailgate {
         let v: Value = r.json().await.expect("json");
         assert!(status.is_success(), "{path}: {status} {v}");
         v
+    }
+
+    /// Registers a tenant and a client with `role` at the stand-in and creates the matching
+    /// OAuth client "bench"; returns the client ID.
+    pub async fn oauth_client(&self, env: &TestEnv, role: &str) -> String {
+        let tenant = uuid::Uuid::new_v4().to_string();
+        let client_id = uuid::Uuid::new_v4().to_string();
+        env.idp.register_tenant(TenantSpec::new(tenant.clone(), env.domain.clone())).await.expect("tenant");
+        let mut spec = ClientSpec::new(tenant.clone(), client_id.clone(), "bench-secret".to_string());
+        spec.roles = vec![role.into()];
+        env.idp.register_client(spec).await.expect("client");
+        self.post(
+            "/api/v1/oauth-clients",
+            json!({"name": "bench", "tenant": tenant, "client_id": client_id, "client_secret": "bench-secret",
+                   "token_url": format!("{}/{{tenant}}/oauth2/v2.0/token", env.idp_url)}),
+        )
+        .await;
+        client_id
     }
 
     pub async fn get(&self, path: &str) -> Value {
