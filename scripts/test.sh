@@ -8,6 +8,7 @@
 #
 # Environment: MG_TEST_PORT_BASE (default 24000) moves every test port; MG_SKIP_CLIPPY=1 skips clippy;
 # MG_SKIP_PACKAGE=1 skips building and checking the Debian package (scripts/package-test.sh).
+# A full run (no arguments) also runs schemathesis against a live server (scripts/api-conformance.sh).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -39,6 +40,8 @@ mkdir -p "$LOG_DIR"
 MAILGATE_TEST_ENV="$RUN_DIR/env" MAILGATE_TEST_LOG_DIR="$LOG_DIR" cargo nextest run --workspace --no-fail-fast "$@"
 # No secret any test used may appear in any log of the run (only meaningful for a full run).
 if (($# == 0)); then
+    log "API conformance (schemathesis)"
+    MAILGATE_TEST_LOG_DIR="$LOG_DIR" scripts/api-conformance.sh
     scripts/check-secrets.sh "$LOG_DIR"
     if [[ -z ${MG_SKIP_PACKAGE:-} ]]; then
         log "Debian package"

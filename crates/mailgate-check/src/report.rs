@@ -5,7 +5,8 @@ use std::time::Instant;
 use serde::Serialize;
 
 /// How a step went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(as = StepStatus)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Ok,
@@ -15,7 +16,7 @@ pub enum Status {
 }
 
 /// One step of a diagnosis.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Step {
     pub name: &'static str,
     pub status: Status,
@@ -28,7 +29,7 @@ pub struct Step {
 }
 
 /// The diagnosis of one account.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CheckReport {
     pub account: String,
     pub protocol: String,

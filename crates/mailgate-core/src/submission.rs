@@ -33,7 +33,7 @@ impl Default for Limits {
 }
 
 /// An address as JSON may carry it: a string (`"Name <a@b>"`) or `{name, address}`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum AddressInput {
     Text(String),
@@ -50,7 +50,7 @@ impl AddressInput {
 }
 
 /// One address or a list of them.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum OneOrMany<T> {
     One(T),
@@ -73,7 +73,7 @@ impl<T> OneOrMany<T> {
 }
 
 /// An attachment in a JSON submission.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AttachmentInput {
     pub filename: String,
@@ -84,8 +84,15 @@ pub struct AttachmentInput {
 }
 
 /// A mail submitted as JSON (`POST /api/v1/mails`).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "account": "invoices",
+    "to": ["Jane Doe <jane@example.com>"],
+    "subject": "Invoice 2026-0042",
+    "text": "Dear Jane,\n\nplease find the invoice attached.",
+    "attachments": [{"filename": "invoice.pdf", "content_type": "application/pdf", "content_base64": "JVBERi0xLjQK"}]
+}))]
 pub struct MailSubmission {
     pub account: Option<String>,
     pub from: Option<AddressInput>,

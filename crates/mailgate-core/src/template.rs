@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 /// A provider template as offered by the API and the UI.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
 pub struct Template {
     pub id: &'static str,
     pub label: &'static str,

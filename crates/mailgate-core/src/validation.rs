@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 /// One invalid field: `field` is a JSON-pointer-like path (`to[2]`, `headers.X-Foo`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
     pub field: String,
     pub message: String,

@@ -2,7 +2,7 @@
 //! Step numbers refer to the setup guide (register app → permissions → secret → mailbox access).
 
 /// The likely cause of a provider error and how to fix it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Explanation {
     pub code: i64,
     pub cause: &'static str,

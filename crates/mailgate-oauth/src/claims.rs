@@ -4,7 +4,7 @@ use base64::Engine as _;
 use serde::Serialize;
 
 /// The claims of an access token that matter to a mail admin.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct TokenClaims {
     pub aud: Option<String>,
     pub iss: Option<String>,

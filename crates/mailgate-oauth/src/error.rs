@@ -5,7 +5,7 @@ use serde::Serialize;
 use crate::aadsts::{self, Explanation};
 
 /// The provider's error answer (OAuth2 error response, Microsoft's extra fields included).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ProviderError {
     pub http_status: u16,
     pub error: String,

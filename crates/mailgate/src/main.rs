@@ -51,6 +51,8 @@ enum Command {
     DefaultConfig,
     /// Print the configuration reference (Markdown, as in docs/configuration.md).
     ConfigReference,
+    /// Print the API's OpenAPI 3.1 document (as served at /api/openapi.json).
+    Openapi,
     /// Manage API keys.
     #[command(subcommand)]
     ApiKey(ApiKeyCommand),
@@ -137,6 +139,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::ConfigReference => {
             print!("{}", reference_markdown());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Openapi => {
+            println!("{}", mailgate_web::api::openapi::document_json());
             Ok(ExitCode::SUCCESS)
         }
         Command::DefaultConfig => {

@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use mailgate_core::model::MailStatus;
@@ -11,27 +11,42 @@ use mailgate_store::MailFilter;
 use serde::{Deserialize, Serialize};
 
 use super::views::{MailView, PageView};
-use super::json::ApiQuery;
+use super::json::{ApiPath, ApiQuery};
 use super::{Caller, Paging, json};
+use crate::error::Problem;
 use crate::error::{ApiError, ApiResult};
 use crate::service::mails::{self, Submission};
 use crate::state::AppState;
 
 /// Query parameters of a raw (`message/rfc822`) submission.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RawParams {
     account: Option<String>,
     /// Comma-separated envelope recipients (default: To, Cc and Bcc of the message).
     to: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct SubmitAnswer {
     id: String,
     status: String,
     message_id: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/mails",
+    tag = "mails",
+    operation_id = "submit_mail",
+    summary = "Submit a mail",
+    description = "JSON (application/json) or a complete RFC 5322 message (message/rfc822, recipients from its header unless `to` is given). 202 means the mail is stored durably. An `Idempotency-Key` header makes a retry of the same submission answer the first mail.",
+    params(RawParams, ("Idempotency-Key" = Option<String>, Header, description = "Replays answer the mail first submitted with this key")),
+    request_body(content((mailgate_core::submission::MailSubmission = "application/json"), (String = "message/rfc822"))),
+    responses(
+        (status = 202, description = "Accepted and stored", body = SubmitAnswer, headers(("Location" = String, description = "The mail's URL"), ("Idempotent-Replayed" = String, description = "true when an earlier submission with the same key was answered"))),
+    ),
+)]
 pub async fn submit(
     State(state): State<AppState>,
     caller: Caller,
@@ -78,15 +93,25 @@ pub async fn submit(
     Ok(response)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
+    #[param(value_type = Option<mailgate_core::model::MailStatus>)]
     status: Option<String>,
     account: Option<String>,
+    /// Words to find in addresses, subject and body.
     q: Option<String>,
+    /// Only records from this time on (RFC 3339).
+    #[param(format = DateTime)]
     since: Option<String>,
+    /// Only records before this time (RFC 3339).
+    #[param(format = DateTime)]
     until: Option<String>,
-    limit: Option<u32>,
-    offset: Option<u64>,
+    /// Page size, 1 to 1000 (default 50; larger values are capped).
+    #[param(minimum = 1)]
+    limit: Option<i64>,
+    #[param(minimum = 0)]
+    offset: Option<i64>,
 }
 
 fn parse_time(field: &str, value: Option<&str>, errors: &mut ValidationErrors) -> Option<i64> {
@@ -98,6 +123,18 @@ fn parse_time(field: &str, value: Option<&str>, errors: &mut ValidationErrors) -
     parsed
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/mails",
+    tag = "mails",
+    operation_id = "list_mails",
+    summary = "List mails in the spool",
+    description = "Newest first; non-admin keys see only their own mails.",
+    params(ListParams),
+    responses(
+        (status = 200, description = "A page of mails", body = PageView<MailView>),
+    ),
+)]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -105,7 +142,7 @@ pub async fn list(
 ) -> ApiResult<Json<PageView<MailView>>> {
     let mut errors = ValidationErrors::new();
     let status = match params.status.as_deref() {
-        None | Some("") => None,
+        None => None,
         Some(s) => {
             let parsed = MailStatus::parse(s);
             if parsed.is_none() {
@@ -121,7 +158,7 @@ pub async fn list(
         Some(a) => Some(state.store.get_account(a).await?.id),
         None => None,
     };
-    let (limit, offset) = Paging { limit: params.limit, offset: params.offset }.resolve();
+    let (limit, offset) = Paging { limit: params.limit, offset: params.offset }.resolve()?;
     let filter = MailFilter {
         status,
         account_id,
@@ -136,24 +173,71 @@ pub async fn list(
     Ok(Json(PageView { items: page.items.iter().map(|m| MailView::new(m, None)).collect(), total: page.total, limit, offset }))
 }
 
-pub async fn show(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<MailView>> {
+#[utoipa::path(
+    get,
+    path = "/api/v1/mails/{id}",
+    tag = "mails",
+    operation_id = "show_mail",
+    summary = "Show a mail with its attempts",
+    params(("id" = String, Path, description = "Mail id")),
+    responses(
+        (status = 200, description = "The mail and every delivery attempt", body = MailView),
+    ),
+)]
+pub async fn show(State(state): State<AppState>, caller: Caller, ApiPath(id): ApiPath<String>) -> ApiResult<Json<MailView>> {
     let mail = mails::visible_mail(&state, &id, caller.scope()).await?;
     let attempts = state.store.list_attempts(&mail.id).await?;
     Ok(Json(MailView::new(&mail, Some(&attempts))))
 }
 
-pub async fn raw(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Response> {
+#[utoipa::path(
+    get,
+    path = "/api/v1/mails/{id}/raw",
+    tag = "mails",
+    operation_id = "mail_raw",
+    summary = "Download the message as sent",
+    params(("id" = String, Path, description = "Mail id")),
+    responses(
+        (status = 200, description = "The RFC 5322 message", body = String, content_type = "message/rfc822"),
+    ),
+)]
+pub async fn raw(State(state): State<AppState>, caller: Caller, ApiPath(id): ApiPath<String>) -> ApiResult<Response> {
     let mail = mails::visible_mail(&state, &id, caller.scope()).await?;
     let raw = state.store.get_mail_raw(&mail.id).await?;
     Ok(([(header::CONTENT_TYPE, "message/rfc822")], raw).into_response())
 }
 
-pub async fn retry(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<MailView>> {
+#[utoipa::path(
+    post,
+    path = "/api/v1/mails/{id}/retry",
+    tag = "mails",
+    operation_id = "retry_mail",
+    summary = "Send a failed or waiting mail again now",
+    description = "Resets the attempt count.",
+    params(("id" = String, Path, description = "Mail id")),
+    responses(
+        (status = 200, description = "Queued again", body = MailView),
+        (status = 409, description = "The mail is sent or being sent", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
+pub async fn retry(State(state): State<AppState>, caller: Caller, ApiPath(id): ApiPath<String>) -> ApiResult<Json<MailView>> {
     let mail = mails::retry(&state, &id, caller.scope()).await?;
     Ok(Json(MailView::new(&mail, None)))
 }
 
-pub async fn remove(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
+#[utoipa::path(
+    delete,
+    path = "/api/v1/mails/{id}",
+    tag = "mails",
+    operation_id = "delete_mail",
+    summary = "Delete a mail",
+    params(("id" = String, Path, description = "Mail id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 409, description = "The mail is being sent", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
+pub async fn remove(State(state): State<AppState>, caller: Caller, ApiPath(id): ApiPath<String>) -> ApiResult<StatusCode> {
     mails::delete(&state, &id, caller.scope()).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -9,6 +9,7 @@ mod keys;
 mod metrics;
 mod mails;
 mod oauth_clients;
+pub mod openapi;
 mod settings;
 mod status;
 mod traffic;
@@ -26,14 +27,25 @@ use crate::state::AppState;
 /// Paging parameters shared by the list endpoints.
 #[derive(Debug, Clone)]
 pub struct Paging {
-    pub limit: Option<u32>,
-    pub offset: Option<u64>,
+    pub limit: Option<i64>,
+    pub offset: Option<i64>,
 }
 
 impl Paging {
-    /// (limit, offset), the limit between 1 and 1000 (default 50).
-    pub fn resolve(&self) -> (u32, u64) {
-        (self.limit.unwrap_or(50).clamp(1, 1000), self.offset.unwrap_or(0))
+    /// (limit, offset): the limit 1 or more (default 50), capped at 1000; the offset 0 or more.
+    pub fn resolve(&self) -> Result<(u32, u64), ApiError> {
+        let mut errors = mailgate_core::ValidationErrors::new();
+        let limit = self.limit.unwrap_or(50);
+        if limit < 1 {
+            errors.add("limit", "must be 1 or more (values over 1000 are capped)");
+        }
+        let offset = self.offset.unwrap_or(0);
+        if offset < 0 {
+            errors.add("offset", "must be 0 or more");
+        }
+        errors.into_result(())?;
+        let limit = u32::try_from(limit.min(1000)).unwrap_or(1000);
+        Ok((limit, offset.unsigned_abs()))
     }
 }
 
@@ -71,5 +83,11 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::metrics))
+        .route("/api/openapi.json", get(openapi::openapi_json))
+        .route("/api/docs", get(openapi::docs_page))
+        .route("/api/docs/", get(openapi::docs_page))
+        .route("/api/docs/init.js", get(openapi::docs_init))
+        .route("/api/docs/swagger-ui-bundle.js", get(openapi::docs_bundle))
+        .route("/api/docs/swagger-ui.css", get(openapi::docs_css))
         .nest("/api/v1", v1)
 }

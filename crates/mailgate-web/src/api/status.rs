@@ -11,7 +11,7 @@ use crate::error::ApiResult;
 use crate::service::settings;
 use crate::state::AppState;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ExpiringClient {
     name: String,
     tenant: Option<String>,
@@ -19,7 +19,7 @@ pub struct ExpiringClient {
     days_until_expiry: i64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct FailingAccount {
     name: String,
     protocol: String,
@@ -27,7 +27,9 @@ pub struct FailingAccount {
     last_error_at: Option<String>,
 }
 
-#[derive(Serialize)]
+/// What needs an admin's attention.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = StatusReport)]
 pub struct Status {
     mails: std::collections::BTreeMap<String, i64>,
     expiring_clients: Vec<ExpiringClient>,
@@ -35,6 +37,17 @@ pub struct Status {
     warnings: Vec<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/status",
+    tag = "status",
+    operation_id = "status",
+    summary = "What needs an admin's attention",
+    description = "Mails by status, failing accounts, credentials nearing expiry, configuration warnings.",
+    responses(
+        (status = 200, description = "The status", body = Status),
+    ),
+)]
 pub async fn show(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Status>> {
     caller.require_admin()?;
     let settings = settings::get(&state).await?;

@@ -12,7 +12,7 @@ fn opt_ts(ms: Option<Millis>) -> Option<String> {
     ms.map(ts)
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct OAuthClientView {
     pub id: String,
     pub name: String,
@@ -44,7 +44,7 @@ pub fn days_until(date: &str) -> Option<i64> {
 }
 
 /// What identifies a certificate credential (to match it with what Entra shows).
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct CertificateView {
     /// SHA-1 thumbprint in hex, as the Entra portal lists it.
     pub thumbprint: String,
@@ -84,7 +84,7 @@ impl From<&OAuthClient> for OAuthClientView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct AccountView {
     pub id: String,
     pub name: String,
@@ -122,7 +122,7 @@ pub struct AccountView {
 }
 
 /// The retriever's last pass over an IMAP account.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct RetrievalView {
     pub last_run_at: Option<String>,
     pub last_success_at: Option<String>,
@@ -185,7 +185,7 @@ impl From<&Account> for AccountView {
 }
 
 /// A retrieved message; with `detail`, the parsed fields and bodies.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct InboxView {
     pub id: String,
     pub account: String,
@@ -239,7 +239,7 @@ impl InboxView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct AttemptView {
     pub at: String,
     pub outcome: String,
@@ -260,7 +260,7 @@ impl From<&Attempt> for AttemptView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct MailView {
     pub id: String,
     pub status: String,
@@ -316,7 +316,7 @@ impl MailView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct TrafficView {
     pub id: i64,
     pub direction: String,
@@ -351,7 +351,7 @@ impl From<&TrafficEntry> for TrafficView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ApiKeyView {
     pub id: String,
     pub name: String,
@@ -377,7 +377,7 @@ impl From<&ApiKey> for ApiKeyView {
 }
 
 /// A page of a list.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct PageView<T> {
     pub items: Vec<T>,
     pub total: i64,

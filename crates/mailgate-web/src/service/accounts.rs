@@ -10,7 +10,12 @@ use crate::state::AppState;
 /// Fields of an account as an admin enters them. On update, absent fields keep their value;
 /// the password is write-only; the protocol cannot change.
 /// No `Debug`: it holds a password.
-#[derive(Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({
+    "name": "invoices", "protocol": "smtp", "auth": "xoauth2", "oauth_client": "contoso",
+    "username": "invoices@contoso.com", "send_address": "Contoso Invoices <invoices@contoso.com>",
+    "host": "smtp.office365.com", "port": 587, "connection": "starttls"
+}))]
 #[serde(deny_unknown_fields)]
 pub struct AccountInput {
     pub name: Option<String>,
@@ -26,12 +31,15 @@ pub struct AccountInput {
     pub send_address: Option<String>,
     pub connection: Option<Connection>,
     pub host: Option<String>,
+    #[schema(minimum = 1, maximum = 65535)]
     pub port: Option<u16>,
     pub imap_folder: Option<String>,
     pub after_retrieval: Option<AfterRetrieval>,
     pub move_folder: Option<String>,
+    #[schema(minimum = 5, maximum = 86400)]
     pub poll_interval_secs: Option<u32>,
     pub idle: Option<bool>,
+    #[schema(minimum = 1, maximum = 100)]
     pub max_sessions: Option<u32>,
     pub enabled: Option<bool>,
     pub comment: Option<String>,

@@ -17,7 +17,11 @@ use crate::state::AppState;
 /// Fields of an OAuth client as an admin enters them. On update, absent fields keep their
 /// value; the secret is write-only.
 /// No `Debug`: it holds secrets and private keys.
-#[derive(Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({
+    "name": "contoso", "template": "microsoft365", "tenant": "contoso.onmicrosoft.com",
+    "client_id": "8a3c0b6e-1f52-4d8e-9a77-2f1c5e9d0b41", "client_secret": "the secret's value", "expires_on": "2027-06-30"
+}))]
 #[serde(deny_unknown_fields)]
 pub struct OAuthClientInput {
     pub name: Option<String>,
@@ -287,7 +291,7 @@ pub async fn delete(state: &AppState, id: &str) -> ApiResult<()> {
 }
 
 /// The outcome of a token test: never the token itself.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TokenTest {
     pub ok: bool,
     pub duration_ms: u64,
@@ -300,7 +304,7 @@ pub struct TokenTest {
     pub error: Option<TokenTestError>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TokenTestError {
     pub message: String,
     pub temporary: bool,

@@ -10,7 +10,7 @@ use crate::error::ApiResult;
 use crate::state::AppState;
 
 /// The settings an admin can change.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Settings {
     /// Account used when a submission names none; never a random one.
     pub default_account: Option<String>,
@@ -23,14 +23,19 @@ pub struct Settings {
     pub expiry_notice_days: Vec<u32>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SettingsInput {
     pub default_account: Option<Option<String>>,
     pub notice_account: Option<Option<String>>,
+    /// Days the traffic log is kept; 0 keeps it forever.
+    #[schema(maximum = 36500)]
     pub traffic_retention_days: Option<u32>,
+    #[schema(maximum = 36500)]
     pub inbox_retention_days: Option<u32>,
+    /// Addresses that get credential expiry notices.
     pub admin_contacts: Option<Vec<String>>,
+    /// Days before expiry on which a notice goes out (each 0 to 3650).
     pub expiry_notice_days: Option<Vec<u32>>,
 }
 

@@ -7,5 +7,6 @@ mod credentials;
 mod crash;
 mod helpers;
 mod hostile;
+mod openapi;
 mod retrieve;
 mod send;
