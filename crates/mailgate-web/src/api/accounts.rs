@@ -8,6 +8,7 @@ use super::Caller;
 use super::json::ApiJson;
 use super::views::{AccountView, RetrievalView};
 use crate::error::ApiResult;
+use crate::ui::auth::audit;
 use crate::service::accounts::{self, AccountInput};
 use crate::state::AppState;
 
@@ -34,6 +35,7 @@ pub async fn create(
 ) -> ApiResult<(StatusCode, Json<AccountView>)> {
     caller.require_admin()?;
     let account = accounts::create(&state, input).await?;
+    audit(&state, &caller.actor(), "account.create", &account.name, "").await;
     Ok((StatusCode::CREATED, Json(AccountView::from(&account))))
 }
 
@@ -44,7 +46,9 @@ pub async fn update(
     ApiJson(input): ApiJson<AccountInput>,
 ) -> ApiResult<Json<AccountView>> {
     caller.require_admin()?;
-    Ok(Json(AccountView::from(&accounts::update(&state, &id, input).await?)))
+    let account = accounts::update(&state, &id, input).await?;
+    audit(&state, &caller.actor(), "account.update", &account.name, "").await;
+    Ok(Json(AccountView::from(&account)))
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -86,5 +90,6 @@ pub async fn retrieve(State(state): State<AppState>, caller: Caller, Path(id): P
 pub async fn remove(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
     caller.require_admin()?;
     accounts::delete(&state, &id).await?;
+    audit(&state, &caller.actor(), "account.delete", &id, "").await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -3,14 +3,14 @@
 mod accounts;
 mod auth;
 mod health;
-mod inbox;
+pub(crate) mod inbox;
 mod json;
 mod keys;
 mod metrics;
 mod mails;
 mod oauth_clients;
 mod settings;
-mod status;
+pub mod status;
 mod traffic;
 pub mod views;
 
