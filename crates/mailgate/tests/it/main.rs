@@ -9,3 +9,4 @@ mod helpers;
 mod hostile;
 mod retrieve;
 mod send;
+mod ui;
