@@ -347,6 +347,19 @@ async fn ui_dashboard_shows_a_failing_account_and_html_mail_scripts_do_not_run()
     let failing = b.wait_text("#failing-accounts", "broken").await;
     assert!(failing.to_lowercase().contains("connect") || failing.contains("refused"), "{failing}");
     b.screenshot("failing-account").await;
+    // The same page on a phone: the navigation becomes a row, the cards and panels stack.
+    b.client.set_window_size(390, 844).await.expect("phone size");
+    b.goto(&format!("{}/ui/", app.base)).await;
+    b.wait_text("#failing-accounts", "broken").await;
+    b.screenshot("phone-dashboard").await;
+    let widths = b
+        .client
+        .execute("return [window.innerWidth, document.documentElement.scrollWidth];", vec![])
+        .await
+        .expect("widths");
+    let (inner, scroll) = (widths[0].as_u64().unwrap_or(0), widths[1].as_u64().unwrap_or(u64::MAX));
+    assert!(scroll <= inner, "no horizontal scrolling on a phone: {scroll} > {inner}");
+    b.client.set_window_size(1280, 1000).await.expect("laptop size");
 
     b.goto(&format!("{}/ui/spool/out/{id}", app.base)).await;
     let title = b.client.title().await.expect("title");
