@@ -150,10 +150,16 @@ pub async fn raw(State(state): State<AppState>, caller: Caller, Path(id): Path<S
 
 pub async fn retry(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<MailView>> {
     let mail = mails::retry(&state, &id, caller.scope()).await?;
+    if caller.key.admin {
+        crate::ui::auth::audit(&state, &caller.actor(), "mail.retry", &mail.id, "").await;
+    }
     Ok(Json(MailView::new(&mail, None)))
 }
 
 pub async fn remove(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
     mails::delete(&state, &id, caller.scope()).await?;
+    if caller.key.admin {
+        crate::ui::auth::audit(&state, &caller.actor(), "mail.delete", &id, "").await;
+    }
     Ok(StatusCode::NO_CONTENT)
 }

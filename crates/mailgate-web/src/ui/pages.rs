@@ -1091,6 +1091,14 @@ pub struct MailShown {
     pub has_html: bool,
     pub text: Option<String>,
     pub attempts: Vec<AttemptView>,
+    /// The header section as stored (outgoing: as built and signed off for sending).
+    pub raw_headers: String,
+}
+
+/// The header block of a message (up to the first empty line), at most 64 KiB.
+fn header_block(raw: &[u8]) -> String {
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n").or_else(|| raw.windows(2).position(|w| w == b"\n\n")).unwrap_or(raw.len());
+    String::from_utf8_lossy(&raw[..end.min(65_536)]).into_owned()
 }
 
 #[derive(Template)]
@@ -1113,6 +1121,7 @@ async fn raw_of(state: &AppState, dir: &str, id: &str) -> UiResult<Vec<u8>> {
 pub async fn mail_view(State(state): State<AppState>, admin: Admin, Path((dir, id)): Path<(String, String)>, Query(p): Params) -> UiResult<Response> {
     let raw = raw_of(&state, &dir, &id).await?;
     let parsed = mailgate_imap::parse::parse(&raw);
+    let raw_headers = header_block(&raw);
     let m = if dir == "out" {
         let mail = service::mails::visible_mail(&state, &id, None).await?;
         let attempts = state.store.list_attempts(&mail.id).await?;
@@ -1132,6 +1141,7 @@ pub async fn mail_view(State(state): State<AppState>, admin: Admin, Path((dir, i
             has_html: parsed.html.is_some(),
             text: parsed.text,
             attempts: attempts.iter().map(|a| AttemptView { at: ts(a.at), ..AttemptView::from(a) }).collect(),
+            raw_headers,
         }
     } else {
         let msg = state.store.get_inbox_message(&id).await?;
@@ -1151,6 +1161,7 @@ pub async fn mail_view(State(state): State<AppState>, admin: Admin, Path((dir, i
             has_html: parsed.html.is_some(),
             text: parsed.text,
             attempts: Vec::new(),
+            raw_headers,
         }
     };
     let title = if m.subject.is_empty() { "(no subject)".to_string() } else { m.subject.clone() };
