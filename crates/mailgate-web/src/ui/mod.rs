@@ -21,6 +21,7 @@ use crate::state::AppState;
 const HTMX: &[u8] = include_bytes!("../../assets/htmx.min.js");
 const CSS: &[u8] = include_bytes!("../../assets/app.css");
 const ICONS: &[u8] = include_bytes!("../../assets/icons.svg");
+const JS: &[u8] = include_bytes!("../../assets/app.js");
 
 /// The pages' Content-Security-Policy: scripts and styles only from here, no inline script.
 const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
@@ -73,6 +74,7 @@ async fn asset(Path(file): Path<String>) -> Response {
         "htmx.min.js" => (HTMX, "text/javascript; charset=utf-8"),
         "app.css" => (CSS, "text/css; charset=utf-8"),
         "icons.svg" => (ICONS, "image/svg+xml"),
+        "app.js" => (JS, "text/javascript; charset=utf-8"),
         _ => return StatusCode::NOT_FOUND.into_response(),
     };
     ([(header::CONTENT_TYPE, kind), (header::CACHE_CONTROL, "public, max-age=3600")], body).into_response()

@@ -513,6 +513,42 @@ async fn ui_a_form_without_its_csrf_token_is_refused() {
     assert_eq!(login.status(), 403);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ui_bulk_retry_and_delete_act_on_the_selected_mails_and_are_audited() {
+    let app = TestApp::spawn().await;
+    let (user, password) = admin(&app).await;
+    app.smtp_account(json!({"name": "down", "auth": "none", "connection": "none", "host": "127.0.0.1", "port": 1})).await;
+    let a = app.submit(json!({"account": "down", "to": "x@example.com", "subject": "retry me", "text": "1"})).await;
+    let b = app.submit(json!({"account": "down", "to": "y@example.com", "subject": "delete me", "text": "2"})).await;
+    app.wait_status(&a, "failed", DEADLINE).await;
+    app.wait_status(&b, "failed", DEADLINE).await;
+    let cookie = http_login(&app, &user, &password).await;
+    let http = no_redirects();
+    let page = http.get(format!("{}/ui/spool?status=failed", app.base)).header("cookie", &cookie).send().await.expect("spool");
+    let html = page.text().await.expect("html");
+    assert!(html.contains("retry me") && html.contains("delete me"), "failed mails are listed");
+    let token = csrf_of(&html);
+    let post = |action: &'static str, id: String| {
+        let (http, cookie, token, base) = (http.clone(), cookie.clone(), token.clone(), app.base.clone());
+        async move {
+            http.post(format!("{base}/ui/spool/bulk"))
+                .header("cookie", cookie)
+                .form(&[("_csrf", token.as_str()), ("dir", "out"), ("back", "/ui/spool?status=failed"), ("action", action), ("id", id.as_str())])
+                .send()
+                .await
+                .expect("bulk")
+        }
+    };
+    let r = post("retry", a.clone()).await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/ui/spool?status=failed&ok=retried");
+    let r = post("delete", b.clone()).await;
+    assert_eq!(r.headers()["location"], "/ui/spool?status=failed&ok=removed");
+    assert_eq!(app.get(&format!("/api/v1/mails/{b}")).await.0, 404);
+    let audit = http.get(format!("{}/ui/audit", app.base)).header("cookie", &cookie).send().await.expect("audit").text().await.expect("html");
+    assert!(audit.contains("mail.retry") && audit.contains("mail.delete") && audit.contains(&a), "{audit}");
+}
+
 #[tokio::test]
 async fn ui_a_logged_out_user_is_redirected_to_login_and_only_to_our_own_pages_after() {
     let app = TestApp::spawn().await;
