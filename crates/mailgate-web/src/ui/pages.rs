@@ -8,7 +8,7 @@ use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use mailgate_core::model::{AfterRetrieval, AuthMethod, Connection, Direction, MailStatus, Protocol};
+use mailgate_core::model::{AfterRetrieval, AuthMethod, Connection, CredentialKind, Direction, MailStatus, Protocol};
 use mailgate_core::{FieldError, ValidationErrors, millis_to_rfc3339, now_millis, template};
 use mailgate_store::{InboxFilter, MailFilter, TrafficFilter};
 
@@ -422,6 +422,7 @@ pub async fn clients(State(state): State<AppState>, admin: Admin, Query(p): Para
 pub struct ClientValues {
     pub name: String,
     pub template: String,
+    pub credential_kind: String,
     pub tenant: String,
     pub client_id: String,
     pub expires_on: String,
@@ -435,6 +436,7 @@ impl ClientValues {
         let t = template::find(id);
         ClientValues {
             template: id.to_string(),
+            credential_kind: if id == "google" { "google_service_account" } else { "secret" }.into(),
             scopes: t.map(|t| t.scopes.join("\n")).unwrap_or_default(),
             token_url: t.map(|t| t.token_url.to_string()).unwrap_or_default(),
             ..ClientValues::default()
@@ -446,6 +448,7 @@ impl ClientValues {
         ClientValues {
             name: g("name"),
             template: g("template"),
+            credential_kind: g("credential_kind"),
             tenant: g("tenant"),
             client_id: g("client_id"),
             expires_on: g("expires_on"),
@@ -475,6 +478,7 @@ struct ClientForm {
     client: Option<OAuthClientView>,
     v: ClientValues,
     templates: Vec<Opt>,
+    kinds: Vec<Opt>,
     tpl_hint: String,
     secret_set: bool,
     secret_changed: String,
@@ -499,6 +503,11 @@ fn client_form(admin: &Admin, p: &HashMap<String, String>, client: Option<OAuthC
         secret_set: client.as_ref().is_some_and(|c| c.client_secret_set),
         secret_changed: client.as_ref().and_then(|c| c.client_secret_updated_at.clone()).map(|t| t.replace('T', " ")).unwrap_or_default(),
         templates: template_opts(&v.template),
+        kinds: vec![
+            opt("secret", "Client secret", &v.credential_kind),
+            opt("certificate", "Certificate (signed client assertion)", &v.credential_kind),
+            opt("google_service_account", "Google service account key", &v.credential_kind),
+        ],
         tpl_hint: template_hint(&v.template),
         client,
         v,
@@ -524,8 +533,19 @@ fn client_input(f: &AdminForm, creating: bool) -> OAuthClientInput {
         template: nonempty("template"),
         tenant: f.text("tenant"),
         client_id: if creating { nonempty("client_id") } else { f.text("client_id") },
-        // Write-only: an empty field keeps the stored secret.
+        // Write-only: an empty field keeps the stored secret (key, key file).
         client_secret: f.text("client_secret").filter(|s| !s.is_empty()),
+        // A pasted key file or certificate says what the credential is.
+        credential_kind: if nonempty("service_account_json").is_some() {
+            Some(CredentialKind::GoogleServiceAccount)
+        } else if nonempty("certificate_pem").is_some() {
+            Some(CredentialKind::Certificate)
+        } else {
+            nonempty("credential_kind").and_then(|k| CredentialKind::parse(&k))
+        },
+        certificate_pem: nonempty("certificate_pem"),
+        private_key_pem: nonempty("private_key_pem"),
+        service_account_json: nonempty("service_account_json"),
         expires_on: if creating { nonempty("expires_on") } else { f.text("expires_on") },
         scopes: f.text("scopes").map(|s| s.split_whitespace().map(str::to_string).collect()),
         token_url: f.text("token_url"),
@@ -585,6 +605,7 @@ pub async fn client_edit(State(state): State<AppState>, admin: Admin, Path(id): 
     let v = ClientValues {
         name: c.name.clone(),
         template: c.template.clone(),
+        credential_kind: c.credential_kind.to_string(),
         tenant: c.tenant.clone().unwrap_or_default(),
         client_id: c.client_id.clone(),
         expires_on: c.expires_on.clone().unwrap_or_default(),

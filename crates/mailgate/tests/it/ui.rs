@@ -669,6 +669,68 @@ async fn ui_no_page_shows_a_stored_secret() {
     assert!(!html.contains("Zq8~a-new-secret-typed-in") && !html.contains(&client.secret));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ui_certificate_and_google_credentials_are_entered_in_the_client_editor_and_never_shown() {
+    let app = TestApp::spawn().await;
+    let (user, password) = admin(&app).await;
+    let cookie = http_login(&app, &user, &password).await;
+    let http = no_redirects();
+    let page = http.get(format!("{}/ui/oauth-clients/new", app.base)).header("cookie", &cookie).send().await.expect("form");
+    let token = csrf_of(&page.text().await.expect("html"));
+    let create = |fields: Vec<(&'static str, String)>| {
+        let (http, cookie, token, base) = (http.clone(), cookie.clone(), token.clone(), app.base.clone());
+        async move {
+            let mut form = vec![("_csrf", token)];
+            form.extend(fields);
+            http.post(format!("{base}/ui/oauth-clients")).header("cookie", cookie).form(&form).send().await.expect("create")
+        }
+    };
+    // Certificate: the expiry date comes from the certificate; the page shows the thumbprint.
+    let cert = mailgate_testkit::self_signed_certificate("ui test app", 200).expect("certificate");
+    record_secret(cert.key_pem.lines().nth(3).unwrap_or(""));
+    let r = create(vec![
+        ("name", "cert-ui".into()),
+        ("template", "microsoft365".into()),
+        ("tenant", "contoso.onmicrosoft.com".into()),
+        ("client_id", uuid::Uuid::new_v4().to_string()),
+        ("credential_kind", "certificate".into()),
+        ("certificate_pem", cert.cert_pem.clone()),
+        ("private_key_pem", cert.key_pem.clone()),
+        ("scopes", "https://outlook.office365.com/.default".into()),
+        ("token_url", "https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token".into()),
+    ])
+    .await;
+    assert_eq!(r.status(), 303, "{}", r.text().await.unwrap_or_default());
+    let location = r.headers()["location"].to_str().expect("location").to_string();
+    let html = http.get(format!("{}{location}", app.base)).header("cookie", &cookie).send().await.expect("page").text().await.expect("html");
+    assert!(html.contains("Certificate stored") && html.contains("thumbprint"), "the certificate is identified");
+    assert!(!html.contains("PRIVATE KEY-----\n") && !html.contains(cert.key_pem.lines().nth(3).unwrap_or("-")), "the key is never shown");
+    let (_, client) = app.get("/api/v1/oauth-clients/cert-ui").await;
+    assert_eq!(client["credential_kind"], "certificate");
+    assert!(client["expires_on"].is_string(), "{client}");
+
+    // Google: the key file makes the credential; the client ID is its client_email.
+    let email = format!("mailgate@{}.iam.gserviceaccount.com", uuid::Uuid::new_v4().simple());
+    let (key_json, _) = mailgate_testkit::google_service_account_key(&email, "https://oauth2.googleapis.com/token", &app.env.domain).expect("key");
+    let private_key_line = key_json.split("\\n").nth(3).unwrap_or("-").to_string();
+    record_secret(&private_key_line);
+    let r = create(vec![
+        ("name", "google-ui".into()),
+        ("template", "google".into()),
+        ("service_account_json", key_json.clone()),
+        ("scopes", "https://mail.google.com/".into()),
+        ("token_url", "https://oauth2.googleapis.com/token".into()),
+    ])
+    .await;
+    assert_eq!(r.status(), 303, "{}", r.text().await.unwrap_or_default());
+    let (_, client) = app.get("/api/v1/oauth-clients/google-ui").await;
+    assert_eq!(client["credential_kind"], "google_service_account");
+    assert_eq!(client["client_id"], email.as_str());
+    let location = r.headers()["location"].to_str().expect("location").to_string();
+    let html = http.get(format!("{}{location}", app.base)).header("cookie", &cookie).send().await.expect("page").text().await.expect("html");
+    assert!(!html.contains(&private_key_line) && !html.contains("private_key_id"), "the key file is never shown");
+}
+
 /// 10 000 mails in the spool: every page answers in well under the 100 ms target on a
 /// release build (measured numbers are printed; this debug-build test allows more).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
