@@ -842,7 +842,18 @@ fn account_input(f: &AdminForm, creating: bool) -> Result<AccountInput, Validati
 }
 
 async fn account_save(state: AppState, id: Option<String>, form: AdminForm) -> UiResult<Response> {
-    let input = account_input(&form, id.is_none());
+    let mut input = account_input(&form, id.is_none());
+    // A changed connection type with the old type's default port left in the field: the new
+    // type's default port (as when the port is left empty).
+    if let (Ok(i), Some(id)) = (&mut input, &id) {
+        let old = state.store.get_account(id).await?;
+        if let (Some(c), Some(p)) = (i.connection, i.port)
+            && c != old.connection
+            && p == old.connection.default_port(old.protocol)
+        {
+            i.port = None;
+        }
+    }
     let password_given = input.as_ref().is_ok_and(|i| i.password.is_some());
     let result = match (input, &id) {
         (Err(v), _) => Err(ApiError::Validation(v)),

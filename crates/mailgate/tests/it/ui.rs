@@ -550,6 +550,46 @@ async fn ui_bulk_retry_and_delete_act_on_the_selected_mails_and_are_audited() {
 }
 
 #[tokio::test]
+async fn ui_account_editor_saves_through_the_service_and_shows_its_errors() {
+    let app = TestApp::spawn().await;
+    let (user, password) = admin(&app).await;
+    let cookie = http_login(&app, &user, &password).await;
+    let http = no_redirects();
+    let html = http.get(format!("{}/ui/accounts/new", app.base)).header("cookie", &cookie).send().await.expect("form").text().await.expect("html");
+    let token = csrf_of(&html);
+    let post = |path: String, fields: Vec<(&'static str, &'static str)>| {
+        let (http, cookie, token, base) = (http.clone(), cookie.clone(), token.clone(), app.base.clone());
+        async move {
+            let mut form = vec![("_csrf", token.as_str().to_string())];
+            form.extend(fields.into_iter().map(|(k, v)| (k, v.to_string())));
+            http.post(format!("{base}{path}")).header("cookie", cookie).form(&form).send().await.expect("post")
+        }
+    };
+    // The service's rules show up as field errors; what was typed stays, the password does not.
+    let r = post("/ui/accounts".into(), vec![("name", "relay"), ("protocol", "smtp"), ("auth", "plain"), ("username", "u"), ("password", ""), ("host", "bad host!"), ("connection", "tls"), ("port", ""), ("enabled", "true")]).await;
+    assert_eq!(r.status(), 422);
+    let html = r.text().await.expect("html");
+    assert!(html.contains("required for this auth method") && html.contains("must be a host name"), "field errors are shown");
+    assert!(html.contains("value=\"relay\""), "typed values stay");
+    // Empty port: the connection's default; changing the connection moves a default port along.
+    let r = post("/ui/accounts".into(), vec![("name", "relay"), ("protocol", "smtp"), ("auth", "none"), ("host", "mail.example.com"), ("connection", "tls"), ("port", ""), ("enabled", "true")]).await;
+    assert_eq!(r.status(), 303, "{}", r.text().await.unwrap_or_default());
+    let (_, account) = app.get("/api/v1/accounts/relay").await;
+    assert_eq!(account["port"], 465);
+    let id = account["id"].as_str().expect("id").to_string();
+    let r = post(format!("/ui/accounts/{id}"), vec![("name", "relay"), ("protocol", "smtp"), ("auth", "none"), ("host", "mail.example.com"), ("connection", "starttls"), ("port", "465"), ("enabled", "true")]).await;
+    assert_eq!(r.status(), 303);
+    let (_, account) = app.get("/api/v1/accounts/relay").await;
+    assert_eq!((account["connection"].as_str(), account["port"].as_u64()), (Some("starttls"), Some(587)));
+    // A port typed on purpose stays.
+    post(format!("/ui/accounts/{id}"), vec![("name", "relay"), ("protocol", "smtp"), ("auth", "none"), ("host", "mail.example.com"), ("connection", "starttls"), ("port", "2525"), ("enabled", "true")]).await;
+    assert_eq!(app.get("/api/v1/accounts/relay").await.1["port"], 2525);
+    // The protocol is fixed after creation.
+    let r = post(format!("/ui/accounts/{id}"), vec![("name", "relay"), ("protocol", "imap"), ("auth", "plain"), ("host", "mail.example.com"), ("connection", "tls")]).await;
+    assert_eq!(r.status(), 422);
+}
+
+#[tokio::test]
 async fn ui_a_logged_out_user_is_redirected_to_login_and_only_to_our_own_pages_after() {
     let app = TestApp::spawn().await;
     let (user, password) = admin(&app).await;
