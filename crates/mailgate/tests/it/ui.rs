@@ -36,6 +36,16 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
+impl Drop for Browser {
+    /// A test that fails never reaches `close()`: end chromedriver and its browsers (one
+    /// process group) so that no Chromium outlives the test.
+    fn drop(&mut self) {
+        if let Some(pid) = self._driver.id() {
+            let _ = std::process::Command::new("kill").args(["-TERM", "--", &format!("-{pid}")]).status();
+        }
+    }
+}
+
 impl Browser {
     async fn start(name: &'static str) -> Browser {
         let port = free_port();
@@ -44,6 +54,8 @@ impl Browser {
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .kill_on_drop(true)
+            // Its own process group, so that the browsers it starts go with it (see Drop).
+            .process_group(0)
             .spawn()
             .expect("chromedriver (scripts/test.sh installs Debian's chromium-driver)");
         eventually(DEADLINE, "chromedriver to listen", || async {
@@ -143,8 +155,8 @@ impl Browser {
         format!("mg_session={}", c.value())
     }
 
-    async fn close(self) {
-        let _ = self.client.close().await;
+    async fn close(&self) {
+        let _ = self.client.clone().close().await;
     }
 }
 
@@ -802,7 +814,8 @@ async fn ui_pages_answer_fast_with_10000_mails_in_the_spool() {
                     attachments: Vec::new(),
                     raw,
                     idempotency_key: None,
-                    now: mailgate_core::now_millis() - i64::from(n),
+                    // Due only in 30 days: the spool worker leaves them to this test.
+                    now: mailgate_core::now_millis() + 30 * 86_400_000 - i64::from(n),
                 };
                 store.insert_mail(&mail).await.expect("insert");
             }
@@ -812,9 +825,8 @@ async fn ui_pages_answer_fast_with_10000_mails_in_the_spool() {
         t.await.expect("insert task");
     }
     eprintln!("inserted 10000 mails in {:?}", started.elapsed());
-    // Up to half of them sent, as a spool worker records it, for traffic rows too. (The real
-    // worker settles the disabled account's mails at the same time; claiming "years later"
-    // takes whatever is still due.)
+    // Half of them sent, as a spool worker records it: 5 000 traffic rows too (claimed "years
+    // later", when they are due).
     let mut sent = 0;
     for _ in 0..100 {
         if sent >= 5000 {
@@ -844,7 +856,7 @@ async fn ui_pages_answer_fast_with_10000_mails_in_the_spool() {
     eprintln!("marked {sent} mails sent");
     let (_, traffic) = app.get("/api/v1/traffic?limit=1").await;
     let traffic_rows = traffic["total"].as_i64().unwrap_or(0);
-    assert!(traffic_rows >= 1000, "{traffic}");
+    assert!(traffic_rows >= 5000, "{traffic}");
     let (_, first) = app.get("/api/v1/mails?limit=1").await;
     assert!(first["total"].as_i64().unwrap_or(0) >= 10_000);
     let one = first["items"][0]["id"].as_str().expect("id").to_string();
