@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs mailgate's whole test suite on this machine: installs what the tests need (Debian's
-# Postfix, Dovecot, openssl), starts real mail servers and the OAuth provider stand-in on
-# loopback, runs clippy and every test with cargo-nextest, and stops everything again.
+# Postfix, Dovecot, openssl; chromium and chromium-driver for the admin UI's browser tests),
+# starts real mail servers and the OAuth provider stand-in on loopback, runs clippy and every
+# test with cargo-nextest, and stops everything again. Screenshots of the browser tests and the
+# UI latency report land in target/test-artifacts/.
 #
 #   scripts/test.sh                 everything
 #   scripts/test.sh -E 'test(send)' extra arguments go to `cargo nextest run`
@@ -20,6 +22,12 @@ log() { echo "test.sh: $*" >&2; }
 
 command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
 scripts/test-env.sh install
+# The admin UI's browser tests drive Debian's headless Chromium through chromedriver.
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+    log "installing chromium and chromium-driver"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
 
 if [[ -z ${MG_SKIP_CLIPPY:-} ]]; then
     log "clippy"
@@ -35,7 +43,7 @@ servers_start "$ROOT/target/debug/mailgate-fake-idp"
 
 log "running tests"
 LOG_DIR="$ROOT/target/test-logs"
-rm -rf "$LOG_DIR"
+rm -rf "$LOG_DIR" "$ROOT/target/test-artifacts"
 mkdir -p "$LOG_DIR"
 MAILGATE_TEST_ENV="$RUN_DIR/env" MAILGATE_TEST_LOG_DIR="$LOG_DIR" cargo nextest run --workspace --no-fail-fast "$@"
 # No secret any test used may appear in any log of the run (only meaningful for a full run).

@@ -165,6 +165,40 @@ pub struct AttemptRecord {
     pub counts: bool,
 }
 
+/// An admin login of the web UI.
+#[derive(Debug, Clone)]
+pub struct AdminUser {
+    pub id: String,
+    pub username: String,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    pub created_at: Millis,
+    pub password_changed_at: Millis,
+}
+
+/// A logged-in browser session, found by the hash of its cookie value.
+#[derive(Debug, Clone)]
+pub struct AdminSession {
+    pub id_hash: String,
+    pub admin_id: String,
+    /// Filled in by `get_admin_session`.
+    pub username: String,
+    pub csrf_token: String,
+    pub created_at: Millis,
+    pub expires_at: Millis,
+}
+
+/// One admin change: who, what, when (never a secret value).
+#[derive(Debug, Clone)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: Millis,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub detail: String,
+}
+
 /// The storage interface of mailgate.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -256,6 +290,23 @@ pub trait Store: Send + Sync + 'static {
     async fn get_settings(&self) -> Result<BTreeMap<String, String>>;
     /// Sets (or with `None` removes) one setting.
     async fn put_setting(&self, key: &str, value: Option<&str>) -> Result<()>;
+
+    // Admin web UI.
+    async fn count_admins(&self) -> Result<i64>;
+    /// `Conflict` when the username is taken.
+    async fn insert_admin(&self, admin: &AdminUser) -> Result<()>;
+    async fn get_admin_by_username(&self, username: &str) -> Result<Option<AdminUser>>;
+    /// Sets a new password hash and ends every session of that admin.
+    async fn set_admin_password(&self, admin_id: &str, password_hash: &str, now: Millis) -> Result<()>;
+    /// Stores a session (and deletes sessions that have expired).
+    async fn insert_admin_session(&self, session: &AdminSession) -> Result<()>;
+    /// The session when it exists and has not expired at `now`, with the admin's username.
+    async fn get_admin_session(&self, id_hash: &str, now: Millis) -> Result<Option<AdminSession>>;
+    async fn delete_admin_session(&self, id_hash: &str) -> Result<()>;
+    /// Appends to the audit log (`id` is assigned).
+    async fn insert_audit(&self, entry: &AuditEntry) -> Result<()>;
+    /// Newest first.
+    async fn list_audit(&self, limit: u32, offset: u64) -> Result<Page<AuditEntry>>;
 }
 
 /// Opens the store a database URL names (`sqlite://path` or a bare path).

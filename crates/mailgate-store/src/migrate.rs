@@ -15,6 +15,7 @@ pub const SQLITE: &[Migration] = &[
     Migration { version: 2, name: "inbox", sql: include_str!("../migrations/sqlite/0002_inbox.sql") },
     Migration { version: 3, name: "expiry_notices", sql: include_str!("../migrations/sqlite/0003_expiry_notices.sql") },
     Migration { version: 4, name: "credentials", sql: include_str!("../migrations/sqlite/0004_credentials.sql") },
+    Migration { version: 5, name: "admin", sql: include_str!("../migrations/sqlite/0005_admin.sql") },
 ];
 
 /// Applies pending SQLite migrations; returns how many ran.

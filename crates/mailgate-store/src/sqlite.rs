@@ -11,7 +11,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row as _, SqlitePool};
 
 use crate::{
-    AttemptRecord, Context as _, InboxFilter, Inserted, MailFilter, NewInboxMessage, NewMail, Page, Result, Store,
+    AdminSession, AdminUser, AuditEntry, AttemptRecord, Context as _, InboxFilter, Inserted, MailFilter, NewInboxMessage, NewMail, Page, Result, Store,
     StoreError, TrafficFilter,
 };
 
@@ -1139,5 +1139,140 @@ impl Store for SqliteStore {
         };
         q.execute(&self.writer).await.ctx("writing a setting")?;
         Ok(())
+    }
+
+    async fn count_admins(&self) -> Result<i64> {
+        sqlx::query_scalar("SELECT COUNT(*) FROM admins").fetch_one(&self.pool).await.ctx("counting admins")
+    }
+
+    async fn insert_admin(&self, a: &AdminUser) -> Result<()> {
+        let r = sqlx::query("INSERT INTO admins (id, username, password_hash, created_at, password_changed_at) VALUES (?,?,?,?,?)")
+            .bind(&a.id)
+            .bind(&a.username)
+            .bind(&a.password_hash)
+            .bind(a.created_at)
+            .bind(a.password_changed_at)
+            .execute(&self.writer)
+            .await;
+        match r {
+            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!("an admin named '{}' exists already", a.username))),
+            r => r.map(|_| ()).ctx("inserting an admin"),
+        }
+    }
+
+    async fn get_admin_by_username(&self, username: &str) -> Result<Option<AdminUser>> {
+        let row = sqlx::query("SELECT * FROM admins WHERE username = ?")
+            .bind(username)
+            .fetch_optional(&self.pool)
+            .await
+            .ctx("reading an admin")?;
+        Ok(row.map(|r| AdminUser {
+            id: r.get("id"),
+            username: r.get("username"),
+            password_hash: r.get("password_hash"),
+            created_at: r.get("created_at"),
+            password_changed_at: r.get("password_changed_at"),
+        }))
+    }
+
+    async fn set_admin_password(&self, admin_id: &str, password_hash: &str, now: Millis) -> Result<()> {
+        let mut tx = self.writer.begin().await.ctx("starting a transaction")?;
+        let done = sqlx::query("UPDATE admins SET password_hash = ?, password_changed_at = ? WHERE id = ?")
+            .bind(password_hash)
+            .bind(now)
+            .bind(admin_id)
+            .execute(&mut *tx)
+            .await
+            .ctx("changing a password")?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("admin '{admin_id}'")));
+        }
+        sqlx::query("DELETE FROM admin_sessions WHERE admin_id = ?")
+            .bind(admin_id)
+            .execute(&mut *tx)
+            .await
+            .ctx("ending sessions")?;
+        tx.commit().await.ctx("committing a password change")
+    }
+
+    async fn insert_admin_session(&self, s: &AdminSession) -> Result<()> {
+        sqlx::query("DELETE FROM admin_sessions WHERE expires_at < ?")
+            .bind(s.created_at)
+            .execute(&self.writer)
+            .await
+            .ctx("deleting expired sessions")?;
+        sqlx::query("INSERT INTO admin_sessions (id_hash, admin_id, csrf_token, created_at, expires_at) VALUES (?,?,?,?,?)")
+            .bind(&s.id_hash)
+            .bind(&s.admin_id)
+            .bind(&s.csrf_token)
+            .bind(s.created_at)
+            .bind(s.expires_at)
+            .execute(&self.writer)
+            .await
+            .ctx("inserting a session")?;
+        Ok(())
+    }
+
+    async fn get_admin_session(&self, id_hash: &str, now: Millis) -> Result<Option<AdminSession>> {
+        let row = sqlx::query(
+            "SELECT s.*, a.username FROM admin_sessions s JOIN admins a ON a.id = s.admin_id WHERE s.id_hash = ? AND s.expires_at > ?",
+        )
+        .bind(id_hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .ctx("reading a session")?;
+        Ok(row.map(|r| AdminSession {
+            id_hash: r.get("id_hash"),
+            admin_id: r.get("admin_id"),
+            username: r.get("username"),
+            csrf_token: r.get("csrf_token"),
+            created_at: r.get("created_at"),
+            expires_at: r.get("expires_at"),
+        }))
+    }
+
+    async fn delete_admin_session(&self, id_hash: &str) -> Result<()> {
+        sqlx::query("DELETE FROM admin_sessions WHERE id_hash = ?")
+            .bind(id_hash)
+            .execute(&self.writer)
+            .await
+            .ctx("deleting a session")?;
+        Ok(())
+    }
+
+    async fn insert_audit(&self, e: &AuditEntry) -> Result<()> {
+        sqlx::query("INSERT INTO audit_log (at, actor, action, target, detail) VALUES (?,?,?,?,?)")
+            .bind(e.at)
+            .bind(&e.actor)
+            .bind(&e.action)
+            .bind(&e.target)
+            .bind(&e.detail)
+            .execute(&self.writer)
+            .await
+            .ctx("writing the audit log")?;
+        Ok(())
+    }
+
+    async fn list_audit(&self, limit: u32, offset: u64) -> Result<Page<AuditEntry>> {
+        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_log").fetch_one(&self.pool).await.ctx("counting the audit log")?;
+        let rows = sqlx::query("SELECT * FROM audit_log ORDER BY id DESC LIMIT ? OFFSET ?")
+            .bind(i64::from(limit))
+            .bind(offset as i64)
+            .fetch_all(&self.pool)
+            .await
+            .ctx("reading the audit log")?;
+        let items = rows
+            .iter()
+            .map(|r| AuditEntry {
+                id: r.get("id"),
+                at: r.get("at"),
+                actor: r.get("actor"),
+                action: r.get("action"),
+                target: r.get("target"),
+                detail: r.get("detail"),
+            })
+            .collect();
+        Ok(Page { items, total })
     }
 }

@@ -25,6 +25,8 @@ pub struct AppState {
     pub limits: Limits,
     /// Set once the workers run; cleared when shutting down.
     pub workers_running: Arc<AtomicBool>,
+    /// The admin UI's in-memory state (setup token, login rate limit).
+    pub ui: Arc<crate::ui::UiState>,
 }
 
 impl AppState {

@@ -24,6 +24,8 @@ use crate::config::Config;
 pub struct RunningApp {
     pub addr: SocketAddr,
     pub state: AppState,
+    /// While no admin login exists: the one-time token of the setup link (`/ui/setup?token=`).
+    pub setup_token: Option<String>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     http: JoinHandle<std::io::Result<()>>,
@@ -140,6 +142,7 @@ impl RunningApp {
                 max_recipients: config.limits.max_recipients,
             },
             workers_running: workers_running.clone(),
+            ui: Default::default(),
         };
         let listener =
             TcpListener::bind(&config.listen).await.with_context(|| format!("listening on {}", config.listen))?;
@@ -153,8 +156,9 @@ impl RunningApp {
         let http = tokio::spawn(mailgate_web::serve(listener, state.clone(), async move {
             let _ = http_shutdown.wait_for(|stop| *stop).await;
         }));
+        let setup_token = state.ui.issue_setup_token(state.store.as_ref()).await?;
         tracing::info!(%addr, node = %node_id, workers = config.spool.workers, "mailgate is running");
-        Ok(RunningApp { addr, state, shutdown, tasks, http })
+        Ok(RunningApp { addr, state, setup_token, shutdown, tasks, http })
     }
 
     /// Stops accepting requests and work, lets workers finish the mail in hand and give back

@@ -56,6 +56,9 @@ enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     ApiKey(ApiKeyCommand),
+    /// Manage admin logins of the web UI.
+    #[command(subcommand)]
+    Admin(AdminCommand),
     /// Submit a mail to a running server.
     Send(Box<mailgate::client::SendArgs>),
     /// Probe a running server's /readyz (for container and systemd health checks); exit 0 when
@@ -82,6 +85,39 @@ enum Command {
         #[command(flatten)]
         server: ServerArgs,
     },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create an admin login; the password is read from the terminal (not echoed) or stdin.
+    Create {
+        #[arg(long)]
+        username: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+/// One line from stdin; on a terminal, prompted and not echoed.
+fn read_password() -> anyhow::Result<String> {
+    use std::io::{BufRead as _, IsTerminal as _, Write as _};
+    let tty = std::io::stdin().is_terminal();
+    let stty = |arg: &str| {
+        let _ = std::process::Command::new("stty").arg(arg).stdin(std::process::Stdio::inherit()).status();
+    };
+    if tty {
+        eprint!("Password (at least 12 characters): ");
+        let _ = std::io::stderr().flush();
+        stty("-echo");
+    }
+    let mut line = String::new();
+    let read = std::io::stdin().lock().read_line(&mut line);
+    if tty {
+        stty("echo");
+        eprintln!();
+    }
+    read.context("reading the password")?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
 }
 
 #[derive(Subcommand)]
@@ -124,6 +160,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let app = RunningApp::start(&config).await?;
             println!("mailgate listening on http://{}", app.addr);
+            if let Some(token) = &app.setup_token {
+                // To the terminal only, never to the log: whoever has the link creates the first admin.
+                println!(
+                    "No admin login exists yet. Open this link once to create the first one (valid until used or until restart):\n  \
+                     http://{}/ui/setup?token={token}\n(or run `mailgate admin create --username NAME`)",
+                    app.addr
+                );
+            }
             shutdown_signal().await;
             tracing::info!("shutting down: finishing mails in hand");
             app.stop(Duration::from_secs(30)).await;
@@ -174,6 +218,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     println!("revoked {id}");
                 }
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Admin(AdminCommand::Create { username, server }) => {
+            let config = load(config_path, server)?;
+            let store = open_store(&config).await?;
+            let password = read_password()?;
+            let admin = mailgate_web::ui::auth::create_admin(store.as_ref(), &username, &password)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            mailgate_web::ui::auth::audit_store(store.as_ref(), "cli", "admin.create", &admin.username, "mailgate admin create").await;
+            println!("created admin '{}'; sign in at /ui/login", admin.username);
             Ok(ExitCode::SUCCESS)
         }
         Command::Healthcheck { url, timeout } => {

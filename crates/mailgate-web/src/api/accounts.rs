@@ -9,6 +9,7 @@ use super::json::{ApiJson, ApiPath, OptionalJson};
 use super::views::{AccountView, RetrievalView};
 use crate::error::Problem;
 use crate::error::ApiResult;
+use crate::ui::auth::audit;
 use crate::service::accounts::{self, AccountInput};
 use crate::state::AppState;
 
@@ -67,6 +68,7 @@ pub async fn create(
 ) -> ApiResult<(StatusCode, Json<AccountView>)> {
     caller.require_admin()?;
     let account = accounts::create(&state, input).await?;
+    audit(&state, &caller.actor(), "account.create", &account.name, "").await;
     Ok((StatusCode::CREATED, Json(AccountView::from(&account))))
 }
 
@@ -90,7 +92,9 @@ pub async fn update(
     ApiJson(input): ApiJson<AccountInput>,
 ) -> ApiResult<Json<AccountView>> {
     caller.require_admin()?;
-    Ok(Json(AccountView::from(&accounts::update(&state, &id, input).await?)))
+    let account = accounts::update(&state, &id, input).await?;
+    audit(&state, &caller.actor(), "account.update", &account.name, "").await;
+    Ok(Json(AccountView::from(&account)))
 }
 
 #[derive(Debug, Default, serde::Deserialize, utoipa::ToSchema)]
@@ -168,5 +172,6 @@ pub async fn retrieve(State(state): State<AppState>, caller: Caller, ApiPath(id)
 pub async fn remove(State(state): State<AppState>, caller: Caller, ApiPath(id): ApiPath<String>) -> ApiResult<StatusCode> {
     caller.require_admin()?;
     accounts::delete(&state, &id).await?;
+    audit(&state, &caller.actor(), "account.delete", &id, "").await;
     Ok(StatusCode::NO_CONTENT)
 }

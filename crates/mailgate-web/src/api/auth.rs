@@ -21,6 +21,11 @@ impl Caller {
         if self.key.admin { None } else { Some(&self.key.id) }
     }
 
+    /// Who made a change, for the audit log.
+    pub fn actor(&self) -> String {
+        format!("api-key:{}", self.key.name)
+    }
+
     pub fn require_admin(&self) -> ApiResult<()> {
         if self.key.admin { Ok(()) } else { Err(ApiError::Forbidden) }
     }

@@ -111,7 +111,7 @@ pub async fn raw(State(state): State<AppState>, _caller: Caller, ApiPath(id): Ap
 }
 
 /// `attachment; filename="…"; filename*=UTF-8''…` (RFC 6266) for any file name.
-fn content_disposition(filename: &str) -> String {
+pub(crate) fn content_disposition(filename: &str) -> String {
     let ascii: String = filename.chars().map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' }).collect();
     let encoded: String = filename
         .bytes()

@@ -62,6 +62,7 @@ pub async fn create(State(state): State<AppState>, caller: Caller, ApiJson(input
     let (record, key) = api_keys::create(state.store.as_ref(), &input.name, input.admin)
         .await
         .map_err(|e| ApiError::Validation(mailgate_core::ValidationErrors::single("name", e.to_string())))?;
+    crate::ui::auth::audit(&state, &caller.actor(), "api_key.create", &record.name, if input.admin { "admin key" } else { "sending key" }).await;
     Ok((StatusCode::CREATED, Json(CreatedKey { record: ApiKeyView::from(&record), key })))
 }
 
@@ -85,5 +86,6 @@ pub async fn revoke(State(state): State<AppState>, caller: Caller, ApiPath(id): 
         ));
     }
     state.store.revoke_api_key(&id, now_millis()).await?;
+    crate::ui::auth::audit(&state, &caller.actor(), "api_key.revoke", &id, "").await;
     Ok(StatusCode::NO_CONTENT)
 }

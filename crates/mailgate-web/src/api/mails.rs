@@ -222,6 +222,9 @@ pub async fn raw(State(state): State<AppState>, caller: Caller, ApiPath(id): Api
 )]
 pub async fn retry(State(state): State<AppState>, caller: Caller, ApiPath(id): ApiPath<String>) -> ApiResult<Json<MailView>> {
     let mail = mails::retry(&state, &id, caller.scope()).await?;
+    if caller.key.admin {
+        crate::ui::auth::audit(&state, &caller.actor(), "mail.retry", &mail.id, "").await;
+    }
     Ok(Json(MailView::new(&mail, None)))
 }
 
@@ -239,5 +242,8 @@ pub async fn retry(State(state): State<AppState>, caller: Caller, ApiPath(id): A
 )]
 pub async fn remove(State(state): State<AppState>, caller: Caller, ApiPath(id): ApiPath<String>) -> ApiResult<StatusCode> {
     mails::delete(&state, &id, caller.scope()).await?;
+    if caller.key.admin {
+        crate::ui::auth::audit(&state, &caller.actor(), "mail.delete", &id, "").await;
+    }
     Ok(StatusCode::NO_CONTENT)
 }

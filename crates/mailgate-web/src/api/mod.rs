@@ -3,7 +3,7 @@
 mod accounts;
 mod auth;
 mod health;
-mod inbox;
+pub(crate) mod inbox;
 mod json;
 mod keys;
 mod metrics;
@@ -11,7 +11,7 @@ mod mails;
 mod oauth_clients;
 pub mod openapi;
 mod settings;
-mod status;
+pub mod status;
 mod traffic;
 pub mod views;
 

@@ -10,6 +10,7 @@ use super::json::{ApiJson, ApiPath, OptionalJson};
 use super::views::OAuthClientView;
 use crate::error::Problem;
 use crate::error::ApiResult;
+use crate::ui::auth::audit;
 use crate::service::oauth_clients::{self, OAuthClientInput, TokenTest};
 use crate::state::AppState;
 
@@ -78,6 +79,7 @@ pub async fn create(
 ) -> ApiResult<(StatusCode, Json<OAuthClientView>)> {
     caller.require_admin()?;
     let client = oauth_clients::create(&state, input).await?;
+    audit(&state, &caller.actor(), "oauth_client.create", &client.name, "").await;
     Ok((StatusCode::CREATED, Json(OAuthClientView::from(&client))))
 }
 
@@ -101,7 +103,9 @@ pub async fn update(
     ApiJson(input): ApiJson<OAuthClientInput>,
 ) -> ApiResult<Json<OAuthClientView>> {
     caller.require_admin()?;
-    Ok(Json(OAuthClientView::from(&oauth_clients::update(&state, &id, input).await?)))
+    let client = oauth_clients::update(&state, &id, input).await?;
+    audit(&state, &caller.actor(), "oauth_client.update", &client.name, "").await;
+    Ok(Json(OAuthClientView::from(&client)))
 }
 
 #[utoipa::path(
@@ -120,6 +124,7 @@ pub async fn update(
 pub async fn remove(State(state): State<AppState>, caller: Caller, ApiPath(id): ApiPath<String>) -> ApiResult<StatusCode> {
     caller.require_admin()?;
     oauth_clients::delete(&state, &id).await?;
+    audit(&state, &caller.actor(), "oauth_client.delete", &id, "").await;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -38,5 +38,7 @@ pub async fn show(State(state): State<AppState>, caller: Caller) -> ApiResult<Js
 )]
 pub async fn update(State(state): State<AppState>, caller: Caller, ApiJson(input): ApiJson<SettingsInput>) -> ApiResult<Json<Settings>> {
     caller.require_admin()?;
-    Ok(Json(settings::update(&state, input).await?))
+    let settings = settings::update(&state, input).await?;
+    crate::ui::auth::audit(&state, &caller.actor(), "settings.update", "settings", "").await;
+    Ok(Json(settings))
 }

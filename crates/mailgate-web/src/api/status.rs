@@ -13,28 +13,28 @@ use crate::state::AppState;
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ExpiringClient {
-    name: String,
-    tenant: Option<String>,
-    expires_on: String,
-    days_until_expiry: i64,
+    pub name: String,
+    pub tenant: Option<String>,
+    pub expires_on: String,
+    pub days_until_expiry: i64,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct FailingAccount {
-    name: String,
-    protocol: String,
-    last_error: String,
-    last_error_at: Option<String>,
+    pub name: String,
+    pub protocol: String,
+    pub last_error: String,
+    pub last_error_at: Option<String>,
 }
 
 /// What needs an admin's attention.
 #[derive(Serialize, utoipa::ToSchema)]
 #[schema(as = StatusReport)]
 pub struct Status {
-    mails: std::collections::BTreeMap<String, i64>,
-    expiring_clients: Vec<ExpiringClient>,
-    failing_accounts: Vec<FailingAccount>,
-    warnings: Vec<String>,
+    pub mails: std::collections::BTreeMap<String, i64>,
+    pub expiring_clients: Vec<ExpiringClient>,
+    pub failing_accounts: Vec<FailingAccount>,
+    pub warnings: Vec<String>,
 }
 
 #[utoipa::path(
@@ -50,7 +50,12 @@ pub struct Status {
 )]
 pub async fn show(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Status>> {
     caller.require_admin()?;
-    let settings = settings::get(&state).await?;
+    Ok(Json(gather(&state).await?))
+}
+
+/// What the status endpoint and the dashboard show.
+pub async fn gather(state: &AppState) -> ApiResult<Status> {
+    let settings = settings::get(state).await?;
     let horizon = settings.expiry_notice_days.iter().copied().max().unwrap_or(90) as i64;
     let mut warnings = Vec::new();
     let mut expiring_clients = Vec::new();
@@ -84,5 +89,5 @@ pub async fn show(State(state): State<AppState>, caller: Caller) -> ApiResult<Js
         })
         .collect();
     let mails = state.store.count_mails_by_status().await?.into_iter().map(|(s, n)| (s.to_string(), n)).collect();
-    Ok(Json(Status { mails, expiring_clients, failing_accounts, warnings }))
+    Ok(Status { mails, expiring_clients, failing_accounts, warnings })
 }

@@ -146,6 +146,15 @@ impl TestApp {
         TestApp { _app: app, base, key, http, env, dir, responses: Mutex::new(Vec::new()) }
     }
 
+    /// The one-time token of the first-admin setup link (while no admin exists).
+    pub fn setup_token(&self) -> Option<String> {
+        let token = self._app.setup_token.clone();
+        if let Some(t) = &token {
+            record_secret(t);
+        }
+        token
+    }
+
     /// The running app's shared state (for driving jobs directly).
     pub fn state(&self) -> &mailgate_web::AppState {
         &self._app.state
@@ -196,6 +205,23 @@ impl TestApp {
     /// Registers a tenant and a client with the stand-in and creates the matching OAuth
     /// client in mailgate (Microsoft 365 template, token URL pointing at the stand-in).
     pub async fn microsoft_client(&self, roles: &[&str]) -> MsClient {
+        let c = self.register_microsoft_client(roles).await;
+        let (status, body) = self
+            .post(
+                "/api/v1/oauth-clients",
+                json!({
+                    "name": c.name, "template": "microsoft365", "tenant": c.tenant, "client_id": c.client_id,
+                    "client_secret": c.secret, "expires_on": "2027-06-30",
+                    "token_url": format!("{}/{{tenant}}/oauth2/v2.0/token", self.env.idp_url),
+                }),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        c
+    }
+
+    /// Registers a tenant and a client with the stand-in only (to enter it in mailgate by hand).
+    pub async fn register_microsoft_client(&self, roles: &[&str]) -> MsClient {
         let tenant = uuid::Uuid::new_v4().to_string();
         let client_id = uuid::Uuid::new_v4().to_string();
         let secret = format!("Xy8Q~{}", uuid::Uuid::new_v4().simple());
@@ -209,17 +235,6 @@ impl TestApp {
         spec.roles = roles.iter().map(|r| r.to_string()).collect();
         self.env.idp.register_client(spec).await.expect("register client");
         let name = format!("entra-{}", &client_id[..8]);
-        let (status, body) = self
-            .post(
-                "/api/v1/oauth-clients",
-                json!({
-                    "name": name, "template": "microsoft365", "tenant": tenant, "client_id": client_id,
-                    "client_secret": secret, "expires_on": "2027-06-30",
-                    "token_url": format!("{}/{{tenant}}/oauth2/v2.0/token", self.env.idp_url),
-                }),
-            )
-            .await;
-        assert_eq!(status, 201, "{body}");
         MsClient { tenant, client_id, secret, name }
     }
 

@@ -10,3 +10,4 @@ mod hostile;
 mod openapi;
 mod retrieve;
 mod send;
+mod ui;
