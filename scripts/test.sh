@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Runs mailgate's whole test suite on this machine: installs what the tests need (Debian's
-# Postfix, Dovecot, openssl), starts real mail servers and the OAuth provider stand-in on
-# loopback, runs clippy and every test with cargo-nextest, and stops everything again.
+# Postfix, Dovecot, openssl, PostgreSQL), starts real mail servers, PostgreSQL (if it is not
+# running) and the OAuth provider stand-in on loopback, runs clippy and every test with
+# cargo-nextest, and stops the mail servers again (PostgreSQL keeps running).
 #
 #   scripts/test.sh                 everything
 #   scripts/test.sh -E 'test(send)' extra arguments go to `cargo nextest run`
 #
 # Environment: MG_TEST_PORT_BASE (default 24000) moves every test port; MG_SKIP_CLIPPY=1 skips clippy;
-# MG_SKIP_PACKAGE=1 skips building and checking the Debian package (scripts/package-test.sh).
+# MG_SKIP_PACKAGE=1 skips building and checking the Debian package (scripts/package-test.sh);
+# MAILGATE_TEST_PG_URL: a PostgreSQL admin URL to use instead of the local cluster
+# (scripts/pg-env.sh; each test creates and drops its own database through it).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -19,6 +22,8 @@ log() { echo "test.sh: $*" >&2; }
 
 command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
 scripts/test-env.sh install
+MAILGATE_TEST_PG_URL=$(scripts/pg-env.sh url)
+export MAILGATE_TEST_PG_URL
 
 if [[ -z ${MG_SKIP_CLIPPY:-} ]]; then
     log "clippy"
