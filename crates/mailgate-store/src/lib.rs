@@ -256,6 +256,16 @@ pub trait Store: Send + Sync + 'static {
         mail_id: Option<&str>,
     ) -> Result<()>;
 
+    /// Takes or renews the lease on retrieving IMAP account `account_id` for `owner` (a node)
+    /// until `now + lease_ms`: granted when nobody holds it, `owner` holds it already, or the
+    /// holder's lease lapsed. `false`: another node holds it.
+    async fn acquire_mailbox_lease(&self, account_id: &str, owner: &str, now: Millis, lease_ms: i64) -> Result<bool>;
+    /// Gives the lease back (if `owner` holds it), so that another node can take over at once.
+    async fn release_mailbox_lease(&self, account_id: &str, owner: &str) -> Result<()>;
+    /// Claims the run of periodic job `name` for the period starting at `period_start`:
+    /// `true` for the one caller across all nodes that gets it, `false` for every other.
+    async fn claim_job_run(&self, name: &str, period_start: Millis, owner: &str, now: Millis) -> Result<bool>;
+
     async fn get_settings(&self) -> Result<BTreeMap<String, String>>;
     /// Sets (or with `None` removes) one setting.
     async fn put_setting(&self, key: &str, value: Option<&str>) -> Result<()>;

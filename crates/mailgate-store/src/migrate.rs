@@ -20,6 +20,7 @@ pub const SQLITE: &[Migration] = &[
     Migration { version: 2, name: "inbox", sql: include_str!("../migrations/sqlite/0002_inbox.sql") },
     Migration { version: 3, name: "expiry_notices", sql: include_str!("../migrations/sqlite/0003_expiry_notices.sql") },
     Migration { version: 4, name: "credentials", sql: include_str!("../migrations/sqlite/0004_credentials.sql") },
+    Migration { version: 5, name: "cluster", sql: include_str!("../migrations/sqlite/0005_cluster.sql") },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -27,6 +28,7 @@ pub const POSTGRES: &[Migration] = &[
     Migration { version: 2, name: "inbox", sql: include_str!("../migrations/postgres/0002_inbox.sql") },
     Migration { version: 3, name: "expiry_notices", sql: include_str!("../migrations/postgres/0003_expiry_notices.sql") },
     Migration { version: 4, name: "credentials", sql: include_str!("../migrations/postgres/0004_credentials.sql") },
+    Migration { version: 5, name: "cluster", sql: include_str!("../migrations/postgres/0005_cluster.sql") },
 ];
 
 /// The advisory lock key that serialises migration runs on one PostgreSQL database

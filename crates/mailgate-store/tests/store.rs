@@ -137,6 +137,8 @@ store_tests!(
     expiry_notices,
     traffic_list_and_purge,
     concurrent_claims_each_mail_once,
+    mailbox_leases,
+    job_runs_once_per_period,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -803,6 +805,55 @@ async fn concurrent_claims_each_mail_once(s: Arc<dyn Store>) {
         n
     };
     assert_eq!(attempts, 20, "one attempt per mail");
+}
+
+async fn mailbox_leases(s: Arc<dyn Store>) {
+    s.insert_account(&account("in1", "billing-in", Protocol::Imap, None)).await.unwrap();
+    assert!(s.acquire_mailbox_lease("in1", "node-a", T0, 30_000).await.unwrap());
+    assert!(!s.acquire_mailbox_lease("in1", "node-b", T0 + 1_000, 30_000).await.unwrap(), "held by node-a");
+    assert!(s.acquire_mailbox_lease("in1", "node-a", T0 + 10_000, 30_000).await.unwrap(), "renewed by its holder");
+    assert!(!s.acquire_mailbox_lease("in1", "node-b", T0 + 39_999, 30_000).await.unwrap(), "the renewal counts");
+    assert!(s.acquire_mailbox_lease("in1", "node-b", T0 + 40_001, 30_000).await.unwrap(), "lapsed: taken over");
+    assert!(!s.acquire_mailbox_lease("in1", "node-a", T0 + 40_002, 30_000).await.unwrap(), "the old holder lost it");
+    s.release_mailbox_lease("in1", "node-a").await.unwrap();
+    assert!(!s.acquire_mailbox_lease("in1", "node-c", T0 + 40_003, 30_000).await.unwrap(), "only the holder releases");
+    s.release_mailbox_lease("in1", "node-b").await.unwrap();
+    assert!(s.acquire_mailbox_lease("in1", "node-c", T0 + 40_004, 30_000).await.unwrap(), "released: free at once");
+    assert!(!s.acquire_mailbox_lease("missing", "node-c", T0, 30_000).await.unwrap(), "no such account");
+    s.delete_account("in1").await.unwrap();
+
+    // Many nodes racing for one mailbox: exactly one wins.
+    s.insert_account(&account("in2", "other-in", Protocol::Imap, None)).await.unwrap();
+    let racers: Vec<_> = (0..8)
+        .map(|i| {
+            let s = s.clone();
+            tokio::spawn(async move { s.acquire_mailbox_lease("in2", &format!("node-{i}"), T0, 30_000).await.unwrap() })
+        })
+        .collect();
+    let mut winners = 0;
+    for r in racers {
+        winners += usize::from(r.await.unwrap());
+    }
+    assert_eq!(winners, 1);
+}
+
+async fn job_runs_once_per_period(s: Arc<dyn Store>) {
+    assert!(s.claim_job_run("expiry", T0, "node-a", T0 + 5).await.unwrap());
+    assert!(!s.claim_job_run("expiry", T0, "node-b", T0 + 6).await.unwrap());
+    assert!(!s.claim_job_run("expiry", T0, "node-a", T0 + 7).await.unwrap(), "once, even for the same node");
+    assert!(s.claim_job_run("retention", T0, "node-b", T0 + 6).await.unwrap(), "another job");
+    assert!(s.claim_job_run("expiry", T0 + 3_600_000, "node-b", T0 + 3_600_001).await.unwrap(), "next period");
+    let racers: Vec<_> = (0..8)
+        .map(|i| {
+            let s = s.clone();
+            tokio::spawn(async move { s.claim_job_run("race", T0, &format!("node-{i}"), T0).await.unwrap() })
+        })
+        .collect();
+    let mut winners = 0;
+    for r in racers {
+        winners += usize::from(r.await.unwrap());
+    }
+    assert_eq!(winners, 1);
 }
 
 // ---------------------------------------------------------------------------------------------
