@@ -7,5 +7,6 @@ mod credentials;
 mod crash;
 mod helpers;
 mod hostile;
+mod multinode;
 mod retrieve;
 mod send;
