@@ -893,8 +893,8 @@ impl Store for PgStore {
             .ctx("checking an API key")?;
         let Some(row) = row else { return Ok(None) };
         let key = api_key_from_row(&row);
-        // Writing on every request would serialise all API calls on SQLite's write lock:
-        // refresh the last-used time at most once a minute.
+        // As on SQLite: a write per request would make every API call contend for the key's
+        // row (several nodes, one key): refresh the last-used time at most once a minute.
         if key.last_used_at.is_none_or(|t| now - t > 60_000) {
             sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE id = $2")
                 .bind(now)

@@ -135,11 +135,29 @@ async fn three_nodes_one_killed_every_mail_delivered_duplicates_only_from_the_ki
     for base in &bases {
         wait_ready(&http, base).await;
     }
+    // XOAUTH2, so that the token requests of the nodes can be counted (each node caches its own).
+    let tenant = uuid::Uuid::new_v4().to_string();
+    let client_id = uuid::Uuid::new_v4().to_string();
+    let secret = format!("Xy8Q~{}", uuid::Uuid::new_v4().simple());
+    record_secret(&secret);
+    env.idp.register_tenant(mailgate_testkit::TenantSpec::new(tenant.clone(), env.domain.clone())).await.expect("tenant");
+    let mut spec = mailgate_testkit::ClientSpec::new(tenant.clone(), client_id.clone(), secret.clone());
+    spec.roles = vec![mailgate_testkit::ROLE_SMTP.to_string()];
+    env.idp.register_client(spec).await.expect("client");
+    let r = http
+        .post(format!("{}/api/v1/oauth-clients", bases[2]))
+        .bearer_auth(&key)
+        .json(&json!({"name": "multi", "tenant": tenant, "client_id": client_id, "client_secret": secret,
+                      "token_url": format!("{}/{{tenant}}/oauth2/v2.0/token", env.idp_url)}))
+        .send()
+        .await
+        .expect("create client");
+    assert_eq!(r.status(), 201);
     let r = http
         .post(format!("{}/api/v1/accounts", bases[0]))
         .bearer_auth(&key)
-        .json(&json!({"name": "multi", "protocol": "smtp", "auth": "plain", "username": env.user_sender,
-                      "password": env.pass_sender, "host": "127.0.0.1", "connection": "starttls",
+        .json(&json!({"name": "multi", "protocol": "smtp", "auth": "xoauth2", "oauth_client": "multi",
+                      "username": env.user_sender, "host": "127.0.0.1", "connection": "starttls",
                       "port": env.smtp_starttls_port, "send_address": env.user_sender, "max_sessions": 8}))
         .send()
         .await
@@ -230,9 +248,13 @@ async fn three_nodes_one_killed_every_mail_delivered_duplicates_only_from_the_ki
         (sent == stored).then_some(())
     })
     .await;
+    // The token cache is per node: one token request per node that sent, not per mail.
+    let tokens = env.idp.stats(&client_id).await.expect("idp stats").token_requests;
+    assert!((1..=3).contains(&tokens), "{tokens} token requests for 3 nodes");
     eprintln!(
         "multinode send: {} accepted ({} unknown), {stored} stored, {delivered_before_kill} delivered before the kill, \
-         {} in flight on the killed node, {} delivered twice, all delivered {:?} after the kill ({sent} marked sent then)",
+         {} in flight on the killed node, {} delivered twice, all delivered {:?} after the kill ({sent} marked sent then), \
+         {tokens} token requests",
         accepted.len(),
         unknown.len(),
         in_flight.len(),
