@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Runs mailgate's whole test suite on this machine: installs what the tests need (Debian's
-# Postfix, Dovecot, openssl; chromium and chromium-driver for the admin UI's browser tests),
-# starts real mail servers and the OAuth provider stand-in on loopback, runs clippy and every
-# test with cargo-nextest, and stops everything again. Screenshots of the browser tests and the
-# UI latency report land in target/test-artifacts/.
+# Postfix, Dovecot, openssl, PostgreSQL; chromium and chromium-driver for the admin UI's browser
+# tests), starts real mail servers, PostgreSQL (if it is not running) and the OAuth provider
+# stand-in on loopback, runs clippy and every test with cargo-nextest, and stops the mail servers
+# again (PostgreSQL keeps running). Screenshots of the browser tests and the UI latency report land
+# in target/test-artifacts/.
 #
 #   scripts/test.sh                 everything
 #   scripts/test.sh -E 'test(send)' extra arguments go to `cargo nextest run`
 #
 # Environment: MG_TEST_PORT_BASE (default 24000) moves every test port; MG_SKIP_CLIPPY=1 skips clippy;
-# MG_SKIP_PACKAGE=1 skips building and checking the Debian package (scripts/package-test.sh).
+# MG_SKIP_PACKAGE=1 skips building and checking the Debian package (scripts/package-test.sh);
+# MAILGATE_TEST_PG_URL: a PostgreSQL admin URL to use instead of the local cluster
+# (scripts/pg-env.sh; each test creates and drops its own database through it).
 # A full run (no arguments) also runs schemathesis against a live server (scripts/api-conformance.sh).
 set -euo pipefail
 
@@ -28,6 +31,8 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
+MAILGATE_TEST_PG_URL=$(scripts/pg-env.sh url)
+export MAILGATE_TEST_PG_URL
 
 if [[ -z ${MG_SKIP_CLIPPY:-} ]]; then
     log "clippy"

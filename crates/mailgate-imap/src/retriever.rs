@@ -39,6 +39,11 @@ pub struct RetrieverConfig {
     pub idle_max: Duration,
     /// Renew the session this long before its access token expires.
     pub token_margin: Duration,
+    /// This node's name as the holder of mailbox leases (unique among running nodes).
+    pub node: String,
+    /// How long a mailbox lease lasts without renewal: how soon another node takes over the
+    /// accounts of a node that died. It is renewed every sixth of that.
+    pub lease: Duration,
 }
 
 impl Default for RetrieverConfig {
@@ -51,6 +56,8 @@ impl Default for RetrieverConfig {
             refresh_interval: Duration::from_secs(5),
             idle_max: Duration::from_secs(25 * 60),
             token_margin: Duration::from_secs(300),
+            node: "local".into(),
+            lease: Duration::from_secs(30),
         }
     }
 }
@@ -159,12 +166,40 @@ impl Retriever {
         })
     }
 
+    /// Keeps `held` true while this node holds the account's mailbox lease: tries to take or
+    /// renew it every sixth of the lease time; a failure (taken, or no database) counts as lost.
+    async fn heartbeat(self: Arc<Self>, account_id: String, held: watch::Sender<bool>) {
+        let lease_ms = self.config.lease.as_millis() as i64;
+        let beat = (self.config.lease / 6).max(Duration::from_millis(100));
+        loop {
+            let ok = match self.store.acquire_mailbox_lease(&account_id, &self.config.node, now_millis(), lease_ms).await {
+                Ok(ok) => ok,
+                Err(e) => {
+                    tracing::warn!(account_id = %account_id, error = %e, "cannot renew the mailbox lease");
+                    false
+                }
+            };
+            held.send_if_modified(|h| std::mem::replace(h, ok) != ok);
+            tokio::time::sleep(beat).await;
+        }
+    }
+
     async fn account_loop(self: Arc<Self>, account: Account, mut stop: watch::Receiver<bool>) {
         let waker = self.waker(&account.id);
+        let (held_tx, mut held) = watch::channel(false);
+        let heartbeat = tokio::spawn(self.clone().heartbeat(account.id.clone(), held_tx));
         let mut failures: u32 = 0;
         let poll = Duration::from_secs(u64::from(account.poll_interval_secs.max(5)));
         while !*stop.borrow() {
-            let wait = match self.session(&account, &mut stop, &waker).await {
+            if !*held.borrow_and_update() {
+                // Another node retrieves this account (or the database is away): wait.
+                tokio::select! {
+                    _ = held.changed() => {}
+                    _ = stop.changed() => {}
+                }
+                continue;
+            }
+            let wait = match self.session(&account, &mut stop, &waker, &mut held).await {
                 Ok(Ended::Reconnect) => {
                     failures = 0;
                     continue;
@@ -186,6 +221,11 @@ impl Retriever {
                 _ = waker.notified() => {}
                 _ = stop.changed() => {}
             }
+        }
+        heartbeat.abort();
+        // Let another node take over at once instead of after the lease lapses.
+        if *held.borrow() {
+            let _ = self.store.release_mailbox_lease(&account.id, &self.config.node).await;
         }
     }
 
@@ -215,13 +255,24 @@ impl Retriever {
 
     /// Connects, selects the folder and retrieves; with IDLE, stays and retrieves whenever the
     /// server reports new mail.
-    async fn session(&self, account: &Account, stop: &mut watch::Receiver<bool>, waker: &Notify) -> Result<Ended, ImapError> {
+    async fn session(
+        &self,
+        account: &Account,
+        stop: &mut watch::Receiver<bool>,
+        waker: &Notify,
+        held: &mut watch::Receiver<bool>,
+    ) -> Result<Ended, ImapError> {
         let (mut session, token_expiry) = self.open(account).await?;
         let caps = self.with_timeout("CAPABILITY", session.capabilities()).await?;
         let has = |c: &str| caps.has_str(c);
         let (uidplus, can_move, can_idle) = (has("UIDPLUS"), has("MOVE"), has("IDLE"));
         let opened = Instant::now();
         loop {
+            if !*held.borrow_and_update() {
+                // The lease was lost (another node retrieves now).
+                let _ = tokio::time::timeout(Duration::from_secs(5), session.logout()).await;
+                return Ok(Ended::Wait);
+            }
             self.pass(&mut session, account, uidplus, can_move).await?;
             if !(account.idle && can_idle) || *stop.borrow() {
                 let _ = tokio::time::timeout(Duration::from_secs(5), session.logout()).await;
@@ -247,6 +298,8 @@ impl Retriever {
                     },
                     _ = waker.notified() => false,
                     _ = stop.changed() => false,
+                    // The lease was lost (another node retrieves now): end the session.
+                    _ = held.changed() => false,
                 }
             };
             session = self.with_timeout("DONE", idle.done()).await?;

@@ -2,13 +2,15 @@
 //!
 //! [`Store`] is the one backend-neutral interface the rest of mailgate uses (held as
 //! `Arc<dyn Store>`); [`sqlite::SqliteStore`] implements it on an embedded SQLite file in WAL
-//! mode. [`vault::Vault`] encrypts secrets at rest with the master key. Migrations live in
+//! mode, [`postgres::PgStore`] on PostgreSQL (one node or several sharing the database).
+//! [`vault::Vault`] encrypts secrets at rest with the master key. Migrations live in
 //! `migrations/<backend>/` and are applied by [`migrate`], never edited once released.
 //!
 //! Work is claimed with leases (`locked_by`, `locked_until`) in single statements, so that a
 //! process that dies mid-send has its mails taken over once the lease lapses.
 
 pub mod migrate;
+pub mod postgres;
 pub mod sqlite;
 pub mod vault;
 
@@ -21,6 +23,7 @@ use mailgate_core::model::{
     RetrievalState, TrafficEntry,
 };
 
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 pub use vault::Vault;
 
@@ -287,6 +290,16 @@ pub trait Store: Send + Sync + 'static {
         mail_id: Option<&str>,
     ) -> Result<()>;
 
+    /// Takes or renews the lease on retrieving IMAP account `account_id` for `owner` (a node)
+    /// until `now + lease_ms`: granted when nobody holds it, `owner` holds it already, or the
+    /// holder's lease lapsed. `false`: another node holds it.
+    async fn acquire_mailbox_lease(&self, account_id: &str, owner: &str, now: Millis, lease_ms: i64) -> Result<bool>;
+    /// Gives the lease back (if `owner` holds it), so that another node can take over at once.
+    async fn release_mailbox_lease(&self, account_id: &str, owner: &str) -> Result<()>;
+    /// Claims the run of periodic job `name` for the period starting at `period_start`:
+    /// `true` for the one caller across all nodes that gets it, `false` for every other.
+    async fn claim_job_run(&self, name: &str, period_start: Millis, owner: &str, now: Millis) -> Result<bool>;
+
     async fn get_settings(&self) -> Result<BTreeMap<String, String>>;
     /// Sets (or with `None` removes) one setting.
     async fn put_setting(&self, key: &str, value: Option<&str>) -> Result<()>;
@@ -309,10 +322,16 @@ pub trait Store: Send + Sync + 'static {
     async fn list_audit(&self, limit: u32, offset: u64) -> Result<Page<AuditEntry>>;
 }
 
-/// Opens the store a database URL names (`sqlite://path` or a bare path).
+/// Whether a database URL names PostgreSQL (`postgres://…`, `postgresql://…`).
+pub fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// Opens the store a database URL names: PostgreSQL (`postgres://…`, `postgresql://…`), else
+/// SQLite (`sqlite://path` or a bare path). Pending migrations are applied.
 pub async fn connect(url: &str) -> anyhow::Result<std::sync::Arc<dyn Store>> {
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        anyhow::bail!("PostgreSQL support is not built into this version yet (use SQLite)");
+    if is_postgres_url(url) {
+        return Ok(std::sync::Arc::new(PgStore::open(url).await?));
     }
     let store = SqliteStore::open(url).await?;
     Ok(std::sync::Arc::new(store))

@@ -1122,6 +1122,50 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn acquire_mailbox_lease(&self, account_id: &str, owner: &str, now: Millis, lease_ms: i64) -> Result<bool> {
+        let got: std::result::Result<Option<String>, sqlx::Error> = sqlx::query_scalar(
+            "INSERT INTO mailbox_leases (account_id, owner, locked_until) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (account_id) DO UPDATE SET owner = excluded.owner, locked_until = excluded.locked_until \
+             WHERE mailbox_leases.owner = excluded.owner OR mailbox_leases.locked_until < ?4 RETURNING owner",
+        )
+        .bind(account_id)
+        .bind(owner)
+        .bind(now + lease_ms)
+        .bind(now)
+        .fetch_optional(&self.writer)
+        .await;
+        match got {
+            Ok(got) => Ok(got.is_some()),
+            // The account was deleted meanwhile: nothing to retrieve.
+            Err(e) if is_fk_violation(&e) => Ok(false),
+            Err(e) => Err(StoreError::Database { context: "taking a mailbox lease", source: e }),
+        }
+    }
+
+    async fn release_mailbox_lease(&self, account_id: &str, owner: &str) -> Result<()> {
+        sqlx::query("DELETE FROM mailbox_leases WHERE account_id = ? AND owner = ?")
+            .bind(account_id)
+            .bind(owner)
+            .execute(&self.writer)
+            .await
+            .ctx("releasing a mailbox lease")?;
+        Ok(())
+    }
+
+    async fn claim_job_run(&self, name: &str, period_start: Millis, owner: &str, now: Millis) -> Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO job_runs (name, period_start, owner, started_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(name)
+        .bind(period_start)
+        .bind(owner)
+        .bind(now)
+        .execute(&self.writer)
+        .await
+        .ctx("claiming a job run")?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn get_settings(&self) -> Result<BTreeMap<String, String>> {
         let rows: Vec<(String, String)> = sqlx::query_as("SELECT key, value FROM settings")
             .fetch_all(&self.pool)

@@ -8,6 +8,10 @@
 //! 3. `smtp-source` → Postfix (queue on disk) → sink: the anchor a user would pick instead
 //!
 //! Run with scripts/bench.sh (it starts the servers). Prints a table; nothing is asserted.
+//!
+//! `MG_BENCH_PG_URL` (a PostgreSQL admin URL): mailgate runs on a fresh PostgreSQL database
+//! instead of SQLite, with `MG_BENCH_NODES` nodes (default 1) sharing it; submissions go to the
+//! nodes in turn.
 
 mod common;
 
@@ -16,7 +20,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Mailgate, env_file_values, start_mailgate, wait_port};
+use common::{Mailgate, env_file_values, start_mailgate, start_node, wait_port};
 
 use mailgate_testkit::{ROLE_SMTP, TestEnv, eventually};
 use serde_json::json;
@@ -27,13 +31,14 @@ struct RunResult {
     submit_seconds: f64,
 }
 
-/// Submits `n` mails with 16 concurrent clients; waits until all are sent.
-async fn run(mg: &Arc<Mailgate>, account: &str, n: usize, already_sent: i64) -> RunResult {
+/// Submits `n` mails with 16 concurrent clients (to the nodes in turn); waits until all are sent.
+async fn run(nodes: &[Arc<Mailgate>], account: &str, n: usize, already_sent: i64) -> RunResult {
+    let mg = &nodes[0];
     let started = Instant::now();
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut tasks = Vec::new();
-    for _ in 0..16 {
-        let mg = mg.clone();
+    for c in 0..16 {
+        let mg = nodes[c % nodes.len()].clone();
         let next = next.clone();
         let account = account.to_string();
         tasks.push(tokio::spawn(async move {
@@ -135,7 +140,22 @@ async fn main() {
 
     let dir: PathBuf = std::env::temp_dir().join(format!("mailgate-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
-    let mg = Arc::new(start_mailgate(&env, &dir).await);
+    let pg = match std::env::var("MG_BENCH_PG_URL") {
+        Ok(admin) if !admin.is_empty() => Some(BenchDb::create(&admin).await),
+        _ => None,
+    };
+    let node_count: usize = std::env::var("MG_BENCH_NODES").ok().and_then(|v| v.parse().ok()).unwrap_or(1).max(1);
+    let mut nodes: Vec<Arc<Mailgate>> = Vec::new();
+    match &pg {
+        None => nodes.push(Arc::new(start_mailgate(&env, &dir).await)),
+        Some(db) => {
+            for i in 0..node_count {
+                let key = nodes.first().map(|n| n.key.clone());
+                nodes.push(Arc::new(start_node(&env, &dir.join(format!("bench-node-{i}")), Some(&db.url), key).await));
+            }
+        }
+    }
+    let mg = nodes[0].clone();
 
     let client_id = mg.oauth_client(&env, ROLE_SMTP).await;
     mg.post(
@@ -152,7 +172,7 @@ async fn main() {
     )
     .await;
 
-    let xoauth2 = run(&mg, "xoauth2", n, 0).await;
+    let xoauth2 = run(&nodes, "xoauth2", n, 0).await;
     let tokens = env.idp.stats(&client_id).await.expect("stats").token_requests;
     let latencies = {
         let mut l = idle_latencies(&mg, "xoauth2", 20).await;
@@ -160,17 +180,23 @@ async fn main() {
         l
     };
     let sent_so_far = mg.sent_count().await;
-    let direct = run(&mg, "direct", n, sent_so_far).await;
-    let peak_kib = mg.peak_rss_kib();
+    let direct = run(&nodes, "direct", n, sent_so_far).await;
+    let peak_kib = nodes.iter().map(|n| n.peak_rss_kib()).max().unwrap_or(0);
     let postfix_seconds = postfix_anchor(&env, &sink_port, n);
     let _ = sink.kill();
     let _ = sink.wait();
     drop(mg);
+    drop(nodes);
+    let on_pg = pg.is_some();
+    if let Some(db) = pg {
+        db.drop_now().await;
+    }
     let _ = std::fs::remove_dir_all(&dir);
 
     let rate = |r: &RunResult| r.mails as f64 / r.seconds;
     println!();
-    println!("send benchmark, {n} mails, {sessions} SMTP sessions per account, {} cores", std::thread::available_parallelism().map(|p| p.get()).unwrap_or(0));
+    let store = if on_pg { format!("PostgreSQL, {node_count} node(s)") } else { "SQLite, 1 node".to_string() };
+    println!("send benchmark, {n} mails, {sessions} SMTP sessions per account and node, {store}, {} cores", std::thread::available_parallelism().map(|p| p.get()).unwrap_or(0));
     println!("| path | mails/s | total s | submit s |");
     println!("|---|---|---|---|");
     println!("| mailgate → Dovecot submission (STARTTLS, XOAUTH2) → smtp-sink | {:.0} | {:.2} | {:.2} |", rate(&xoauth2), xoauth2.seconds, xoauth2.submit_seconds);
@@ -178,7 +204,7 @@ async fn main() {
     println!("| smtp-source → Postfix (queue) → smtp-sink | {:.0} | {:.2} | – |", n as f64 / postfix_seconds, postfix_seconds);
     println!();
     println!("token requests for the XOAUTH2 run: {tokens}");
-    println!("mailgate peak RSS over both runs: {:.1} MiB", peak_kib as f64 / 1024.0);
+    println!("mailgate peak RSS over both runs (largest node): {:.1} MiB", peak_kib as f64 / 1024.0);
     println!(
         "idle mail, accepted → sink's 250 (20 samples): min {} ms, median {} ms, p95 {} ms, max {} ms",
         latencies[0],
@@ -186,4 +212,28 @@ async fn main() {
         percentile(&latencies, 0.95),
         latencies[latencies.len() - 1]
     );
+}
+
+/// A fresh PostgreSQL database for one benchmark run.
+struct BenchDb {
+    admin: sqlx::PgPool,
+    name: String,
+    url: String,
+}
+
+impl BenchDb {
+    async fn create(admin_url: &str) -> BenchDb {
+        let admin = sqlx::PgPool::connect(admin_url).await.expect("PostgreSQL (MG_BENCH_PG_URL)");
+        let name = format!("mg_bench_{}", std::process::id());
+        sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {name}")).execute(&admin).await.expect("drop");
+        sqlx::raw_sql(&format!("CREATE DATABASE {name}")).execute(&admin).await.expect("create");
+        let (base, query) = admin_url.split_once('?').map_or((admin_url, String::new()), |(b, q)| (b, format!("?{q}")));
+        let host_end = base.find("://").map_or(0, |i| i + 3);
+        let host = base[host_end..].find('/').map_or(base, |i| &base[..host_end + i]);
+        BenchDb { url: format!("{host}/{name}{query}"), admin, name }
+    }
+
+    async fn drop_now(self) {
+        let _ = sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)).execute(&self.admin).await;
+    }
 }

@@ -122,6 +122,7 @@ impl RunningApp {
         let retriever_config = RetrieverConfig {
             max_message_bytes: config.limits.max_message_bytes as u64,
             timeout: Duration::from_secs(s.command_timeout_secs.max(5) * 2),
+            node: node_id.clone(),
             ..RetrieverConfig::default()
         };
         let retriever = Retriever::new(store.clone(), vault.clone(), tokens.clone(), tls, retriever_config, metrics.clone());
@@ -149,9 +150,9 @@ impl RunningApp {
         let addr = listener.local_addr()?;
         let mut tasks = spool.spawn_workers(shutdown_rx.clone());
         tasks.push(retriever.spawn(shutdown_rx.clone()));
-        tasks.push(tokio::spawn(retention(store, shutdown_rx.clone())));
+        tasks.push(tokio::spawn(retention(store, node_id.clone(), shutdown_rx.clone())));
         workers_running.store(true, Ordering::Relaxed);
-        tasks.push(tokio::spawn(expiry_notices(state.clone(), shutdown_rx.clone())));
+        tasks.push(tokio::spawn(expiry_notices(state.clone(), node_id.clone(), shutdown_rx.clone())));
         let mut http_shutdown = shutdown_rx;
         let http = tokio::spawn(mailgate_web::serve(listener, state.clone(), async move {
             let _ = http_shutdown.wait_for(|stop| *stop).await;
@@ -178,10 +179,28 @@ impl RunningApp {
     }
 }
 
-/// At start and hourly: credential expiry notices (each goes out once; see the service).
-async fn expiry_notices(state: AppState, mut shutdown: watch::Receiver<bool>) {
+const HOUR_MS: i64 = 3_600_000;
+
+/// Whether this node runs periodic job `name` for the current hour: with several nodes on one
+/// database, exactly one of them does (the first to claim the hour); the others skip it.
+async fn claim_this_hour(store: &dyn Store, name: &str, node: &str) -> bool {
+    let now = now_millis();
+    match store.claim_job_run(name, now - now.rem_euclid(HOUR_MS), node, now).await {
+        Ok(mine) => mine,
+        Err(e) => {
+            tracing::warn!(job = name, error = %e, "cannot claim the periodic job; skipped this time");
+            false
+        }
+    }
+}
+
+/// Hourly (from the start): credential expiry notices (each goes out once; see the service),
+/// by one node of the cluster per hour.
+async fn expiry_notices(state: AppState, node: String, mut shutdown: watch::Receiver<bool>) {
     loop {
-        if let Err(e) = mailgate_web::service::expiry::run(&state, mailgate_web::service::expiry::today()).await {
+        if claim_this_hour(state.store.as_ref(), "expiry_notices", &node).await
+            && let Err(e) = mailgate_web::service::expiry::run(&state, mailgate_web::service::expiry::today()).await
+        {
             tracing::warn!(error = %format!("{e:#}"), "expiry notice run failed");
         }
         tokio::select! {
@@ -192,28 +211,34 @@ async fn expiry_notices(state: AppState, mut shutdown: watch::Receiver<bool>) {
 }
 
 /// Hourly: deletes traffic rows older than `traffic_retention_days` (default 90) and consumed
-/// inbox messages older than `inbox_retention_days` (default 7).
-async fn retention(store: Arc<dyn Store>, mut shutdown: watch::Receiver<bool>) {
+/// inbox messages older than `inbox_retention_days` (default 7); by one node per hour.
+async fn retention(store: Arc<dyn Store>, node: String, mut shutdown: watch::Receiver<bool>) {
     loop {
-        let settings = store.get_settings().await.unwrap_or_default();
-        let setting = |key: &str, default: i64| settings.get(key).and_then(|v| v.parse().ok()).unwrap_or(default);
-        let inbox_days = setting("inbox_retention_days", 7);
-        match store.purge_consumed_inbox(now_millis() - inbox_days * 86_400_000).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(messages = n, days = inbox_days, "purged consumed inbox messages"),
-            Err(e) => tracing::warn!(error = %e, "could not purge consumed inbox messages"),
-        }
-        let days = setting("traffic_retention_days", 90);
-        if days > 0 {
-            match store.purge_traffic(now_millis() - days * 86_400_000).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(rows = n, days, "purged old traffic log rows"),
-                Err(e) => tracing::warn!(error = %e, "could not purge the traffic log"),
-            }
+        if claim_this_hour(store.as_ref(), "retention", &node).await {
+            purge(store.as_ref()).await;
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
             _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+    }
+}
+
+async fn purge(store: &dyn Store) {
+    let settings = store.get_settings().await.unwrap_or_default();
+    let setting = |key: &str, default: i64| settings.get(key).and_then(|v| v.parse().ok()).unwrap_or(default);
+    let inbox_days = setting("inbox_retention_days", 7);
+    match store.purge_consumed_inbox(now_millis() - inbox_days * 86_400_000).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(messages = n, days = inbox_days, "purged consumed inbox messages"),
+        Err(e) => tracing::warn!(error = %e, "could not purge consumed inbox messages"),
+    }
+    let days = setting("traffic_retention_days", 90);
+    if days > 0 {
+        match store.purge_traffic(now_millis() - days * 86_400_000).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(rows = n, days, "purged old traffic log rows"),
+            Err(e) => tracing::warn!(error = %e, "could not purge the traffic log"),
         }
     }
 }

@@ -207,7 +207,7 @@ pub struct SettingDoc {
 pub const SETTINGS: &[SettingDoc] = &[
     SettingDoc { key: "listen", help: "HTTP (API and UI) listen address. Flag --listen." },
     SettingDoc { key: "data_dir", help: "Holds the SQLite database and the master key. Flag --data-dir." },
-    SettingDoc { key: "database_url", help: "Empty: sqlite://<data_dir>/mailgate.db. Flag --database-url." },
+    SettingDoc { key: "database_url", help: "Empty: sqlite://<data_dir>/mailgate.db. postgres://user:password@host/db for PostgreSQL (several nodes: docs/multi-node.md). Flag --database-url." },
     SettingDoc { key: "extra_ca_file", help: "PEM bundle of extra CAs trusted for SMTP, IMAP and token endpoints. Flag --extra-ca-file." },
     SettingDoc {
         key: "master_key",

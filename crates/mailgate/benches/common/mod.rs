@@ -45,20 +45,40 @@ pub fn wait_port(port: u16) {
 }
 
 pub async fn start_mailgate(env: &TestEnv, dir: &Path) -> Mailgate {
+    start_node(env, dir, None, None).await
+}
+
+/// A benchmark master key shared by the nodes of a PostgreSQL run.
+const BENCH_MASTER_KEY: &str = "bWFpbGdhdGUtYmVuY2htYXJrLW1hc3Rlci1rZXktMzI=";
+
+/// Starts a mailgate process with its data in `dir`; with `database`, on that PostgreSQL
+/// database (node id from `dir`'s name, the bench master key) and, with `key`, using that
+/// API key instead of creating one.
+pub async fn start_node(env: &TestEnv, dir: &Path, database: Option<&str>, key: Option<String>) -> Mailgate {
     let bin = env!("CARGO_BIN_EXE_mailgate");
     let port = free_port();
-    let config = format!(
+    std::fs::create_dir_all(dir).expect("dir");
+    let mut config = format!(
         "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nextra_ca_file = \"{}\"\nlog_level = \"warn\"\nlog_format = \"json\"\n",
         dir.display(),
         env.ca.display()
     );
+    if let Some(url) = database {
+        let node = dir.file_name().and_then(|n| n.to_str()).unwrap_or("bench");
+        config.push_str(&format!("database_url = \"{url}\"\nmaster_key = \"{BENCH_MASTER_KEY}\"\nnode_id = \"{node}\"\n"));
+    }
     std::fs::write(dir.join("mailgate.toml"), config).expect("config");
     let conf = dir.join("mailgate.toml");
-    let out = Command::new(bin)
-        .args(["--config", conf.to_str().expect("path"), "api-key", "create", "--name", "bench", "--admin"])
-        .output()
-        .expect("api-key create");
-    let key = String::from_utf8(out.stdout).expect("utf8").trim().to_string();
+    let key = match key {
+        Some(key) => key,
+        None => {
+            let out = Command::new(bin)
+                .args(["--config", conf.to_str().expect("path"), "api-key", "create", "--name", "bench", "--admin"])
+                .output()
+                .expect("api-key create");
+            String::from_utf8(out.stdout).expect("utf8").trim().to_string()
+        }
+    };
     let child = Command::new(bin)
         .args(["--config", conf.to_str().expect("path"), "serve"])
         .stdout(Stdio::null())

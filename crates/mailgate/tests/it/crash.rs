@@ -47,7 +47,7 @@ fn start_with_env(dir: &std::path::Path, port: u16, node: &str, env_vars: &[(&st
     Server { child, base: format!("http://127.0.0.1:{port}") }
 }
 
-fn toml_of(config: &mailgate::config::Config) -> String {
+pub(crate) fn toml_of(config: &mailgate::config::Config) -> String {
     let value = serde_json::to_value(config).expect("json");
     let mut out = String::new();
     let mut tables = String::new();
@@ -68,7 +68,7 @@ fn toml_of(config: &mailgate::config::Config) -> String {
     out + &tables
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
 
@@ -166,7 +166,7 @@ async fn kill_9_with_mails_queued_and_in_flight_then_restart_delivers_every_mail
     eprintln!("crash test: {before_restart} delivered before the kill, {duplicates} delivered twice");
 }
 
-async fn wait_ready(http: &reqwest::Client, base: &str) {
+pub(crate) async fn wait_ready(http: &reqwest::Client, base: &str) {
     eventually(Duration::from_secs(20), "mailgate to start", || async {
         http.get(format!("{base}/readyz")).send().await.ok().filter(|r| r.status().is_success()).map(|_| ())
     })

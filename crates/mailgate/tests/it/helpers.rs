@@ -155,6 +155,11 @@ impl TestApp {
         token
     }
 
+    /// Stops the app (workers finish the mail in hand and give back the rest).
+    pub async fn stop(self) {
+        self._app.stop(Duration::from_secs(10)).await;
+    }
+
     /// The running app's shared state (for driving jobs directly).
     pub fn state(&self) -> &mailgate_web::AppState {
         &self._app.state

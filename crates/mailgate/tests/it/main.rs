@@ -7,6 +7,7 @@ mod credentials;
 mod crash;
 mod helpers;
 mod hostile;
+mod multinode;
 mod openapi;
 mod retrieve;
 mod send;
