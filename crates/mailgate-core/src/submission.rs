@@ -564,3 +564,36 @@ mod tests {
         assert!(prepare_raw(b"garbage without header", None, None, &Limits::default(), 0).is_err());
     }
 }
+
+/// The most of a body the list search keeps.
+const SEARCHABLE_MAX: usize = 32 * 1024;
+
+/// A message's first text body (an HTML-only body converted to text), at most 32 KiB, for the
+/// spool's and inbox's search; empty when the message has none or does not parse.
+pub fn searchable_text(raw: &[u8]) -> String {
+    let Some(message) = mail_parser::MessageParser::default().parse(raw) else { return String::new() };
+    let Some(text) = message.body_text(0) else { return String::new() };
+    let mut end = text.len().min(SEARCHABLE_MAX);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_string()
+}
+
+#[cfg(test)]
+mod searchable_tests {
+    use super::searchable_text;
+
+    #[test]
+    fn text_is_decoded_html_converted_and_long_bodies_cut_at_a_character() {
+        let qp = b"Subject: x\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nInvoice f=C3=BCr Jane\r\n";
+        assert!(searchable_text(qp).contains("Invoice f\u{fc}r Jane"));
+        let html = b"Subject: x\r\nContent-Type: text/html\r\n\r\n<p>Order <b>4711</b> shipped</p>\r\n";
+        let text = searchable_text(html);
+        assert!(text.contains("4711") && !text.contains("<b>"), "{text}");
+        let long = format!("Subject: x\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{}\r\n", "\u{e9}".repeat(40_000));
+        let text = searchable_text(long.as_bytes());
+        assert!(text.len() <= 32 * 1024 && text.chars().all(|c| c == '\u{e9}'), "{}", text.len());
+        assert_eq!(searchable_text(b"\xff\xfe"), "");
+    }
+}

@@ -484,6 +484,7 @@ impl Retriever {
             problems: parsed.problems.clone(),
             attachments: parsed.attachments.iter().map(|a| AttachmentSummary { filename: a.filename.clone(), size: a.size }).collect(),
             raw: raw.to_vec(),
+            body_text: mailgate_core::submission::searchable_text(raw),
             now: now_millis(),
         };
         self.store

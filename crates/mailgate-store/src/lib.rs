@@ -79,6 +79,9 @@ pub struct NewMail {
     pub subject: String,
     pub attachments: Vec<AttachmentSummary>,
     pub raw: Vec<u8>,
+    /// The text the list search looks in besides addresses and subject (see
+    /// `mailgate_core::submission::searchable_text`).
+    pub body_text: String,
     pub idempotency_key: Option<String>,
     pub now: Millis,
 }
@@ -134,6 +137,8 @@ pub struct NewInboxMessage {
     pub problems: Vec<String>,
     pub attachments: Vec<AttachmentSummary>,
     pub raw: Vec<u8>,
+    /// The text the list search looks in besides addresses and subject.
+    pub body_text: String,
     pub now: Millis,
 }
 

@@ -22,6 +22,7 @@ pub const SQLITE: &[Migration] = &[
     Migration { version: 4, name: "credentials", sql: include_str!("../migrations/sqlite/0004_credentials.sql") },
     Migration { version: 5, name: "cluster", sql: include_str!("../migrations/sqlite/0005_cluster.sql") },
     Migration { version: 6, name: "admin", sql: include_str!("../migrations/sqlite/0006_admin.sql") },
+    Migration { version: 7, name: "body_search", sql: include_str!("../migrations/sqlite/0007_body_search.sql") },
 ];
 
 pub const POSTGRES: &[Migration] = &[
@@ -31,6 +32,7 @@ pub const POSTGRES: &[Migration] = &[
     Migration { version: 4, name: "credentials", sql: include_str!("../migrations/postgres/0004_credentials.sql") },
     Migration { version: 5, name: "cluster", sql: include_str!("../migrations/postgres/0005_cluster.sql") },
     Migration { version: 6, name: "admin", sql: include_str!("../migrations/postgres/0006_admin.sql") },
+    Migration { version: 7, name: "body_search", sql: include_str!("../migrations/postgres/0007_body_search.sql") },
 ];
 
 /// The advisory lock key that serialises migration runs on one PostgreSQL database

@@ -590,7 +590,7 @@ impl Store for PgStore {
         let r = sqlx::query(
             "INSERT INTO mails (id, account_id, api_key_id, message_id, envelope_from, recipients, header_from, \
              to_display, cc_display, subject, attachments, size, raw, status, attempts, next_attempt_at, \
-             idempotency_key, created_at, updated_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,'queued',0,$14,$15,$16,$17)",
+             idempotency_key, created_at, updated_at, body_text) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,'queued',0,$14,$15,$16,$17,$18)",
         )
         .bind(&m.id)
         .bind(&m.account_id)
@@ -609,6 +609,7 @@ impl Store for PgStore {
         .bind(&m.idempotency_key)
         .bind(m.now)
         .bind(m.now)
+        .bind(&m.body_text)
         .execute(&self.pool)
         .await;
         match r {
@@ -658,7 +659,7 @@ impl Store for PgStore {
             c.push("m.api_key_id = $1", [Bind::Text(k.clone())]);
         }
         c.search(
-            &["m.header_from", "m.to_display", "m.cc_display", "m.subject", "m.recipients", "m.message_id"],
+            &["m.header_from", "m.to_display", "m.cc_display", "m.subject", "m.recipients", "m.message_id", "m.body_text"],
             f.query.as_deref(),
         );
         c.range("m.created_at", f.since, f.until);
@@ -931,7 +932,7 @@ impl Store for PgStore {
         let mut tx = self.pool.begin().await.ctx("starting a transaction")?;
         let done = sqlx::query(
             "INSERT INTO inbox (id, account_id, folder, uidvalidity, uid, message_id, subject, from_addr, to_addrs, \
-             cc_addrs, date, size, parsed, problems, raw, received_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16) \
+             cc_addrs, date, size, parsed, problems, raw, received_at, body_text) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17) \
              ON CONFLICT (account_id, folder, uidvalidity, uid) DO NOTHING",
         )
         .bind(&m.id)
@@ -950,6 +951,7 @@ impl Store for PgStore {
         .bind(json_list(&m.problems))
         .bind(&m.raw)
         .bind(m.now)
+        .bind(&m.body_text)
         .execute(&mut *tx)
         .await
         .ctx("storing a retrieved message")?;
@@ -987,7 +989,7 @@ impl Store for PgStore {
             Some(false) => c.push("i.consumed_at IS NULL", []),
             None => {}
         }
-        c.search(&["i.from_addr", "i.to_addrs", "i.cc_addrs", "i.subject", "i.message_id"], f.query.as_deref());
+        c.search(&["i.from_addr", "i.to_addrs", "i.cc_addrs", "i.subject", "i.message_id", "i.body_text"], f.query.as_deref());
         c.range("i.received_at", f.since, f.until);
         let listing = Listing {
             select: INBOX_COLUMNS,

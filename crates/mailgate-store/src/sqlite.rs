@@ -562,7 +562,7 @@ impl Store for SqliteStore {
         let r = sqlx::query(
             "INSERT INTO mails (id, account_id, api_key_id, message_id, envelope_from, recipients, header_from, \
              to_display, cc_display, subject, attachments, size, raw, status, attempts, next_attempt_at, \
-             idempotency_key, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,'queued',0,?,?,?,?)",
+             idempotency_key, created_at, updated_at, body_text) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,'queued',0,?,?,?,?,?)",
         )
         .bind(&m.id)
         .bind(&m.account_id)
@@ -581,6 +581,7 @@ impl Store for SqliteStore {
         .bind(&m.idempotency_key)
         .bind(m.now)
         .bind(m.now)
+        .bind(&m.body_text)
         .execute(&self.writer)
         .await;
         match r {
@@ -630,7 +631,7 @@ impl Store for SqliteStore {
             c.push("m.api_key_id = ?", [Bind::Text(k.clone())]);
         }
         c.search(
-            &["m.header_from", "m.to_display", "m.cc_display", "m.subject", "m.recipients", "m.message_id"],
+            &["m.header_from", "m.to_display", "m.cc_display", "m.subject", "m.recipients", "m.message_id", "m.body_text"],
             f.query.as_deref(),
         );
         c.range("m.created_at", f.since, f.until);
@@ -913,7 +914,7 @@ impl Store for SqliteStore {
         let mut tx = self.writer.begin().await.ctx("starting a transaction")?;
         let done = sqlx::query(
             "INSERT INTO inbox (id, account_id, folder, uidvalidity, uid, message_id, subject, from_addr, to_addrs, \
-             cc_addrs, date, size, parsed, problems, raw, received_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) \
+             cc_addrs, date, size, parsed, problems, raw, received_at, body_text) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) \
              ON CONFLICT (account_id, folder, uidvalidity, uid) DO NOTHING",
         )
         .bind(&m.id)
@@ -932,6 +933,7 @@ impl Store for SqliteStore {
         .bind(json_list(&m.problems))
         .bind(&m.raw)
         .bind(m.now)
+        .bind(&m.body_text)
         .execute(&mut *tx)
         .await
         .ctx("storing a retrieved message")?;
@@ -969,7 +971,7 @@ impl Store for SqliteStore {
             Some(false) => c.push("i.consumed_at IS NULL", []),
             None => {}
         }
-        c.search(&["i.from_addr", "i.to_addrs", "i.cc_addrs", "i.subject", "i.message_id"], f.query.as_deref());
+        c.search(&["i.from_addr", "i.to_addrs", "i.cc_addrs", "i.subject", "i.message_id", "i.body_text"], f.query.as_deref());
         c.range("i.received_at", f.since, f.until);
         let listing = Listing {
             select: INBOX_COLUMNS,

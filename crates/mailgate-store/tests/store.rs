@@ -212,6 +212,7 @@ fn new_mail(id: &str, account_id: &str, now: Millis) -> NewMail {
         subject: format!("Invoice {id}"),
         attachments: vec![AttachmentSummary { filename: "invoice.pdf".into(), size: 1234 }],
         raw: format!("Subject: Invoice {id}\r\n\r\nbody\r\n").into_bytes(),
+        body_text: format!("Dear customer, your invoice number {id} is attached."),
         idempotency_key: None,
         now,
     }
@@ -234,6 +235,7 @@ fn new_inbox(id: &str, account_id: &str, uid: i64, now: Millis) -> NewInboxMessa
         problems: vec![],
         attachments: vec![],
         raw: vec![0, 1, 2, 0xff, b'\r', b'\n'],
+        body_text: format!("Please ship order {id} by Friday."),
         now,
     }
 }
@@ -454,6 +456,8 @@ async fn list_mails_filters_and_paging(s: Arc<dyn Store>) {
     assert_eq!(list(MailFilter { query: Some("CUSTOMER@".into()), ..Default::default() }).await.total, 25);
     assert_eq!(list(MailFilter { query: Some("<m13@".into()), ..Default::default() }).await.total, 1);
     assert_eq!(list(MailFilter { query: Some(String::new()), ..Default::default() }).await.total, 25);
+    // The body is searched too.
+    assert_eq!(ids(&list(MailFilter { query: Some("INVOICE NUMBER m17 is".into()), ..Default::default() }).await.items), ["m17"]);
 
     s.claim_mails("n/w", T0 + 100, 60_000, 3).await.unwrap();
     let sending = list(MailFilter { status: Some(MailStatus::Sending), ..Default::default() }).await;
@@ -655,6 +659,7 @@ async fn inbox_insert_dedup_list_consume(s: Arc<dyn Store>) {
     assert_eq!(list(InboxFilter { account_id: Some("in2".into()), ..Default::default() }).await.total, 1);
     assert_eq!(list(InboxFilter { query: Some("100%".into()), ..Default::default() }).await.total, 1);
     assert_eq!(list(InboxFilter { query: Some("<IN-I2@".into()), ..Default::default() }).await.total, 1);
+    assert_eq!(list(InboxFilter { query: Some("ship order i2 by".into()), ..Default::default() }).await.total, 1, "the body is searched");
     assert_eq!(list(InboxFilter { since: Some(T0 + 2), until: Some(T0 + 4), ..Default::default() }).await.total, 2);
     let paged = s.list_inbox(&InboxFilter { limit: 1, offset: 1, ..Default::default() }).await.unwrap();
     assert_eq!((paged.total, paged.items[0].id.as_str()), (4, "i2"));

@@ -359,8 +359,8 @@ async fn lists_filter_search_and_page() {
     let account = app.smtp_account(json!({"auth": "plain", "password": app.env.pass_sender})).await;
     let rcpt = app.env.unique_address("list");
     let mut ids = Vec::new();
-    for subject in ["Invoice 100% paid", "Invoice 1000 due", "Welcome aboard"] {
-        ids.push(app.submit(json!({"account": account["name"], "to": rcpt, "subject": subject, "text": "x"})).await);
+    for (subject, text) in [("Invoice 100% paid", "x"), ("Invoice 1000 due", "Reference K\u{f6}ln-7781"), ("Welcome aboard", "x")] {
+        ids.push(app.submit(json!({"account": account["name"], "to": rcpt, "subject": subject, "text": text})).await);
     }
     for id in &ids {
         app.wait_status(id, "sent", DEADLINE).await;
@@ -370,6 +370,9 @@ async fn lists_filter_search_and_page() {
     let (_, page) = app.get("/api/v1/mails?q=100%25").await;
     assert_eq!(page["total"], 1, "% is literal: {page}");
     assert_eq!(page["items"][0]["subject"], "Invoice 100% paid");
+    let (_, page) = app.get("/api/v1/mails?q=k%C3%B6ln-7781").await;
+    assert_eq!(page["total"], 1, "the body is searched (decoded): {page}");
+    assert_eq!(page["items"][0]["subject"], "Invoice 1000 due");
     let (_, page) = app.get("/api/v1/mails?limit=2&offset=2").await;
     assert_eq!((page["total"].as_i64(), page["items"].as_array().map(Vec::len)), (Some(3), Some(1)), "{page}");
     assert_eq!(page["items"][0]["id"], ids[0].as_str(), "newest first");

@@ -812,6 +812,7 @@ async fn ui_pages_answer_fast_with_10000_mails_in_the_spool() {
                     cc_display: String::new(),
                     subject: format!("Invoice {n}"),
                     attachments: Vec::new(),
+                    body_text: format!("Hello {n}"),
                     raw,
                     idempotency_key: None,
                     // Due only in 30 days: the spool worker leaves them to this test.
