@@ -20,8 +20,9 @@ readonly DEADLINE_SECS=30
 log() { echo "pg-env: $*" >&2; }
 die() { log "error: $*"; exit 1; }
 
+# From / : the checkout may sit in a directory the postgres user cannot enter.
 as_postgres() {
-    if (($(id -u) == 0)); then runuser -u postgres -- "$@"; else sudo -n -u postgres "$@"; fi
+    if (($(id -u) == 0)); then (cd / && runuser -u postgres -- "$@"); else (cd / && sudo -n -u postgres "$@"); fi
 }
 as_root() {
     if (($(id -u) == 0)); then "$@"; else sudo -n "$@"; fi

@@ -58,6 +58,6 @@ if (($# == 0)); then
     scripts/check-secrets.sh "$LOG_DIR"
     if [[ -z ${MG_SKIP_PACKAGE:-} ]]; then
         log "Debian package"
-        scripts/package-test.sh
+        MG_PACKAGE_PROFILE=dev scripts/package-test.sh
     fi
 fi

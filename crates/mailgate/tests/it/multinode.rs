@@ -495,6 +495,7 @@ impl Drop for PrivatePg {
     fn drop(&mut self) {
         let data = self.dir.join("data");
         let _ = Command::new("runuser")
+            .current_dir("/")
             .args(["-u", "postgres", "--"])
             .arg(self.bin.join("pg_ctl"))
             .args(["-D", data.to_str().unwrap_or_default(), "stop", "-m", "immediate"])
@@ -516,6 +517,8 @@ fn as_postgres(args: &[&str], as_root: bool) {
         c.args(["-u", "postgres", "--"]).args(args);
         c
     };
+    // The checkout may sit in a directory the postgres user cannot enter.
+    cmd.current_dir("/");
     let out = cmd.output().unwrap_or_else(|e| panic!("running {args:?}: {e}"));
     assert!(out.status.success(), "{args:?}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
 }
