@@ -126,6 +126,8 @@ pub struct PreparedMail {
     pub subject: String,
     pub attachments: Vec<AttachmentSummary>,
     pub raw: Vec<u8>,
+    /// What the list search looks in besides addresses and subject (see [`searchable_text`]).
+    pub body_text: String,
 }
 
 /// Headers the caller may not set: mailgate writes them itself.
@@ -333,6 +335,11 @@ pub fn prepare_json(
         cc_display: display_list(&cc),
         subject,
         attachments,
+        body_text: match (&sub.text, &sub.html) {
+            (Some(text), _) => truncated(text),
+            (None, Some(html)) => truncated(&mail_parser::decoders::html::html_to_text(html)),
+            (None, None) => String::new(),
+        },
         raw,
     })
 }
@@ -488,6 +495,7 @@ pub fn prepare_raw(
         cc_display: display_list(&cc),
         subject,
         attachments: Vec::new(),
+        body_text: searchable_text(&out),
         raw: out,
     })
 }
@@ -522,6 +530,11 @@ mod tests {
         assert_eq!(p.recipients, vec!["a@example.com", "b@example.com", "hidden@example.com"]);
         assert_eq!(p.attachments[0].size, 3);
         assert!(p.message_id.ends_with("@example.com"));
+        assert_eq!(p.body_text, "plain", "the text body is what search looks in");
+        let html_only = sub(serde_json::json!({"from": "s@example.com", "to": "a@example.com", "html": "<p>Order <b>4711</b></p>"}));
+        let p = prepare_json(&html_only, None, &Limits::default(), 0).unwrap();
+        assert!(p.body_text.contains("Order 4711") || p.body_text.contains("Order\n4711"), "{:?}", p.body_text);
+        assert!(!p.body_text.contains('<'), "{:?}", p.body_text);
     }
 
     #[test]
@@ -552,6 +565,7 @@ mod tests {
     fn raw_submission_gets_crlf_message_id_and_loses_bcc() {
         let raw = b"From: a@example.com\nTo: b@example.com\nBcc: secret@example.com,\n  other@example.com\nSubject: t\n\nbody\n";
         let p = prepare_raw(raw, None, None, &Limits::default(), 0).unwrap();
+        assert_eq!(p.body_text.trim_end(), "body");
         let text = String::from_utf8(p.raw).unwrap();
         assert!(text.starts_with("Message-ID: <"));
         assert!(!text.contains("secret@") && !text.contains("other@"), "{text}");
@@ -572,7 +586,11 @@ const SEARCHABLE_MAX: usize = 32 * 1024;
 /// spool's and inbox's search; empty when the message has none or does not parse.
 pub fn searchable_text(raw: &[u8]) -> String {
     let Some(message) = mail_parser::MessageParser::default().parse(raw) else { return String::new() };
-    let Some(text) = message.body_text(0) else { return String::new() };
+    message.body_text(0).map(|text| truncated(&text)).unwrap_or_default()
+}
+
+/// The first [`SEARCHABLE_MAX`] bytes of `text`, cut at a character boundary.
+fn truncated(text: &str) -> String {
     let mut end = text.len().min(SEARCHABLE_MAX);
     while !text.is_char_boundary(end) {
         end -= 1;

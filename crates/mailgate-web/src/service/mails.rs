@@ -98,7 +98,7 @@ pub async fn submit(
         cc_display: prepared.cc_display,
         subject: prepared.subject,
         attachments: prepared.attachments,
-        body_text: submission::searchable_text(&prepared.raw),
+        body_text: prepared.body_text,
         raw: prepared.raw,
         idempotency_key,
         now,

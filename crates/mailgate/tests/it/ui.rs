@@ -380,8 +380,17 @@ async fn ui_dashboard_shows_a_failing_account_and_html_mail_scripts_do_not_run()
     frame.enter_frame().await.expect("enter frame");
     let hello = b.wait_text("#hello", "Hello from HTML").await;
     assert_eq!(hello, "Hello from HTML");
-    // Give a script every chance to have run.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Once the frame's document has loaded, its inline script and the image's error handler
+    // have had their turn.
+    let started = std::time::Instant::now();
+    loop {
+        let state = b.client.execute("return document.readyState", vec![]).await.expect("readyState");
+        if state == "complete" {
+            break;
+        }
+        assert!(started.elapsed() < DEADLINE, "the mail's frame never finished loading: {state}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let pwned = b.client.find_all(Locator::Css("[data-pwned]")).await.expect("query");
     assert!(pwned.is_empty(), "a script in the mail ran");
     b.client.enter_parent_frame().await.expect("leave frame");
